@@ -1,0 +1,65 @@
+import * as core from '@actions/core'
+import {randomBytes} from 'node:crypto'
+import {run} from './exec.js'
+import type {Inputs} from './inputs.js'
+import * as state from './state.js'
+
+// Builder: a fresh BuildKit for this run (docker-container or remote), the
+// engine's own (docker), or one the user names (builder).
+
+const PHASE = 'Builder'
+
+export function builderName(runId = process.env.GITHUB_RUN_ID): string {
+  const suffix = randomBytes(4).toString('hex')
+  return runId ? `multiarch-${runId}-${suffix}` : `multiarch-${suffix}`
+}
+
+export function createArgs(inputs: Inputs, name: string): string[] {
+  const args = ['buildx', 'create', '--name', name, '--driver', inputs.driver]
+  for (const opt of inputs.driverOpts) args.push('--driver-opt', opt)
+  if (inputs.buildkitdConfig) {
+    args.push('--buildkitd-config', inputs.buildkitdConfig)
+  }
+  if (inputs.driver === 'remote') args.push(inputs.endpoint)
+  return args
+}
+
+export const bootArgs = (name: string): string[] => [
+  'buildx',
+  'inspect',
+  '--bootstrap',
+  '--builder',
+  name
+]
+
+export const removeArgs = (name: string): string[] => ['buildx', 'rm', name]
+
+export async function prepareBuilder(inputs: Inputs): Promise<string> {
+  if (inputs.builder) {
+    core.info(`Using the existing builder ${inputs.builder}`)
+    await run({phase: PHASE, args: bootArgs(inputs.builder), echo: true})
+    return inputs.builder
+  }
+  if (inputs.driver === 'docker') {
+    // The docker driver is the engine's own BuildKit, named after the
+    // current Docker context.
+    const name = process.env.DOCKER_CONTEXT || 'default'
+    core.info(`Using the Docker engine's own builder (${name})`)
+    await run({phase: PHASE, args: bootArgs(name), echo: true})
+    return name
+  }
+  const name = builderName()
+  await run({phase: PHASE, args: createArgs(inputs, name), echo: true})
+  state.record({builder: name})
+  await run({phase: PHASE, args: bootArgs(name), subject: name, echo: true})
+  return name
+}
+
+export async function removeBuilder(name: string): Promise<void> {
+  await run({
+    phase: 'Cleanup',
+    args: removeArgs(name),
+    subject: name,
+    echo: true
+  })
+}

@@ -1,0 +1,90 @@
+import * as core from '@actions/core'
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {build, type Built} from './build.js'
+import {prepareBuilder} from './builder.js'
+import {ensureEmulators} from './emulators.js'
+import {getInputs, type Inputs} from './inputs.js'
+import {login, useRunConfig} from './logins.js'
+import {copyToMirrors, type MirrorResult} from './mirrors.js'
+import {setOutputs, writeSummary, type Timing} from './report.js'
+import * as state from './state.js'
+
+// The release recipe: one call per phase, each in its own log group.
+
+export async function main(): Promise<void> {
+  state.markMain()
+  const timings: Timing[] = []
+  const phase = async <T>(
+    title: string,
+    work: () => Promise<T> | T
+  ): Promise<T> => {
+    const started = Date.now()
+    try {
+      return await core.group(title, async () => work())
+    } finally {
+      timings.push({
+        phase: title,
+        seconds: Math.round((Date.now() - started) / 1000)
+      })
+    }
+  }
+
+  try {
+    const inputs = await phase('Reading inputs', () => getInputs())
+    const tempDir = workDir()
+    useRunConfig(tempDir)
+    await phase('Installing emulators', () => ensureEmulators(inputs))
+    const builder = await phase('Preparing the builder', () =>
+      prepareBuilder(inputs)
+    )
+    await phase('Logging in', () => login(inputs.credentials))
+    const built = await phase('Building', () => build(inputs, builder, tempDir))
+    const mirrors = await phase('Copying to mirrors', () =>
+      mirror(inputs, builder, built)
+    )
+    await phase('Reporting', async () => {
+      const outcome = {inputs, builder, built, mirrors, timings}
+      setOutputs(outcome)
+      await writeSummary(outcome)
+    })
+    const failed = mirrors.filter(m => m.status === 'failed')
+    if (failed.length > 0) {
+      core.setFailed(
+        `${failed.length} of ${mirrors.length} mirrors failed:\n` +
+          failed.map(m => `- ${m.mirror}: ${m.reason ?? ''}`).join('\n')
+      )
+    }
+  } catch (error) {
+    core.setFailed(error instanceof Error ? error.message : String(error))
+  }
+}
+
+async function mirror(
+  inputs: Inputs,
+  builder: string,
+  built: Built
+): Promise<MirrorResult[]> {
+  if (inputs.mirrors.length === 0) return []
+  if (!built.digest) {
+    core.notice('Mirrors skipped: nothing was pushed (push: false)')
+    return []
+  }
+  const source = `${inputs.image}@${built.digest}`
+  return copyToMirrors(
+    builder,
+    source,
+    built.digest,
+    inputs.mirrors,
+    inputs.tags
+  )
+}
+
+function workDir(): string {
+  const dir = mkdtempSync(
+    join(process.env.RUNNER_TEMP || tmpdir(), 'multiarch-')
+  )
+  state.record({tempDir: dir})
+  return dir
+}

@@ -1,0 +1,74 @@
+import * as core from '@actions/core'
+import type {Built} from './build.js'
+import type {Inputs} from './inputs.js'
+import type {MirrorResult} from './mirrors.js'
+
+// Report: outputs for later steps and a job summary a maintainer can read
+// at a glance: what was published where, at which digest.
+
+export interface Timing {
+  phase: string
+  seconds: number
+}
+
+export interface Outcome {
+  inputs: Inputs
+  builder: string
+  built: Built
+  mirrors: MirrorResult[]
+  timings: Timing[]
+}
+
+export function writtenRefs(outcome: Outcome): string[] {
+  const {inputs, built, mirrors} = outcome
+  if (!built.digest) return []
+  const own = inputs.tags.map(tag => `${inputs.image}:${tag}`)
+  const copied = mirrors.filter(m => m.status === 'done').flatMap(m => m.refs)
+  return [...own, ...copied]
+}
+
+export function setOutputs(outcome: Outcome): void {
+  core.setOutput('digest', outcome.built.digest)
+  core.setOutput('tags', writtenRefs(outcome).join('\n'))
+  core.setOutput('platforms', outcome.inputs.platforms.join(','))
+  core.setOutput('metadata', JSON.stringify(outcome.built.metadata))
+  core.setOutput('mirrors', JSON.stringify(outcome.mirrors))
+  core.setOutput('builder', outcome.builder)
+}
+
+const short = (digest: string): string =>
+  digest ? `\`${digest.slice(0, 19)}\`` : ''
+
+export async function writeSummary(outcome: Outcome): Promise<void> {
+  const {inputs, built, mirrors, timings} = outcome
+  const header = ['Repository', 'Tag', 'Digest', 'Status'].map(data => ({
+    data,
+    header: true
+  }))
+  const rows: string[][] = []
+  const pushed = built.digest ? 'pushed' : 'built, not pushed'
+  for (const tag of inputs.tags) {
+    rows.push([inputs.image, tag, short(built.digest), pushed])
+  }
+  for (const mirror of mirrors) {
+    for (const tag of inputs.tags) {
+      const status =
+        mirror.status === 'done'
+          ? 'copied, verified'
+          : `**failed**: ${(mirror.reason ?? '').split('\n')[0]}`
+      rows.push([mirror.mirror, tag, short(mirror.digest), status])
+    }
+  }
+  const summary = core.summary
+    .addHeading('Multi-platform release', 2)
+    .addTable([header, ...rows])
+    .addRaw(`Platforms: ${inputs.platforms.join(', ')}`, true)
+  if (built.digest) {
+    summary.addCodeBlock(`docker pull ${inputs.image}@${built.digest}`, 'sh')
+  }
+  summary.addRaw(
+    `Timings: ${timings.map(t => `${t.phase} ${t.seconds}s`).join(', ')}`,
+    true
+  )
+  if (process.env.GITHUB_STEP_SUMMARY) await summary.write()
+}
