@@ -1,7 +1,7 @@
 // Two projects: unit tests are pure and fast; e2e tests run the bundled
 // dist/ entry against the real local stack (scripts/stack.sh) one at a time.
 const tsJest = {
-  '^.+\\.ts$': ['ts-jest', {useESM: true, isolatedModules: true}]
+  '^.+\\.ts$': ['ts-jest', {useESM: true}]
 }
 const common = {
   preset: 'ts-jest/presets/default-esm',
@@ -13,7 +13,11 @@ const common = {
 
 export default {
   projects: [
-    {...common, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts']},
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts']
+    },
     {
       ...common,
       displayName: 'e2e',

@@ -31346,9 +31346,13 @@ function credentialList(text, env, problems) {
     entries.forEach((entry, index) => {
         const where = `registry-auth entry ${index + 1}`;
         const fields = (entry ?? {});
-        const text = (name) => fields[name] === undefined || fields[name] === null
-            ? ''
-            : String(fields[name]);
+        // YAML reads a password such as 12345 as a number; take it as text.
+        const text = (name) => {
+            const value = fields[name];
+            return ['string', 'number', 'boolean'].includes(typeof value)
+                ? String(value)
+                : '';
+        };
         const registry = text('registry');
         const username = text('username');
         let password = text('password');

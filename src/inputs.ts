@@ -327,10 +327,13 @@ function credentialList(
   entries.forEach((entry: unknown, index) => {
     const where = `registry-auth entry ${index + 1}`
     const fields = (entry ?? {}) as Record<string, unknown>
-    const text = (name: string): string =>
-      fields[name] === undefined || fields[name] === null
-        ? ''
-        : String(fields[name] as string)
+    // YAML reads a password such as 12345 as a number; take it as text.
+    const text = (name: string): string => {
+      const value = fields[name]
+      return ['string', 'number', 'boolean'].includes(typeof value)
+        ? String(value)
+        : ''
+    }
     const registry = text('registry')
     const username = text('username')
     let password = text('password')

@@ -12,13 +12,13 @@ export function parseList(text: string, newlinesOnly = false): string[] {
       .map(line => line.trim())
       .filter(Boolean)
   }
-  const records = parse(text, {
+  const records: string[][] = parse(text, {
     columns: false,
     relax_quotes: true,
     relax_column_count: true,
     skip_empty_lines: true,
     trim: true
-  }) as string[][]
+  })
   return records
     .flat()
     .map(item => item.trim())

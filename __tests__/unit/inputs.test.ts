@@ -1,0 +1,265 @@
+import {getInputs, InputError, type Inputs} from '../../src/inputs.js'
+import {withInputs} from './helpers.js'
+
+const base = {
+  image: '127.0.0.1:5001/example/app',
+  tags: 'v1',
+  platforms: 'linux/amd64'
+}
+
+function problems(inputs: Record<string, string>, env = {}): string {
+  const {error} = withInputs(inputs, () => getInputs(), env)
+  expect(error).toBeInstanceOf(InputError)
+  return error!.message
+}
+
+function accepted(
+  inputs: Record<string, string>,
+  env = {}
+): {value: Inputs; stdout: string} {
+  const {value, error, stdout} = withInputs(inputs, () => getInputs(), env)
+  expect(error).toBeUndefined()
+  return {value: value!, stdout}
+}
+
+describe('getInputs', () => {
+  it('reads the defaults', () => {
+    const {value} = accepted({image: 'ossrs/srs', tags: 'v6.0.145'})
+    expect(value).toMatchObject({
+      image: 'ossrs/srs',
+      tags: ['v6.0.145'],
+      platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'],
+      context: '.',
+      push: true,
+      driver: 'docker-container',
+      provenance: 'false',
+      sbom: 'false',
+      qemu: 'auto'
+    })
+  })
+
+  it('trims list inputs written for readability (C10)', () => {
+    const {value} = accepted({
+      ...base,
+      tags: 'v1.2.3, 1.2 ,',
+      platforms: 'linux/amd64,\nlinux/arm64/v8 ,\nlinux/arm/v7\n',
+      mirrors: '   127.0.0.1:5002/example/app\n\n'
+    })
+    expect(value.tags).toEqual(['v1.2.3', '1.2'])
+    expect(value.platforms).toEqual([
+      'linux/amd64',
+      'linux/arm64',
+      'linux/arm/v7'
+    ])
+    expect(value.mirrors).toEqual(['127.0.0.1:5002/example/app'])
+  })
+
+  it('warns once about one platform spelled three ways (C08)', () => {
+    const {value, stdout} = accepted({
+      ...base,
+      platforms: 'linux/arm64,linux/arm64/v8,linux/aarch64,linux/amd64'
+    })
+    expect(value.platforms).toEqual(['linux/arm64', 'linux/amd64'])
+    const warnings = stdout.split('\n').filter(l => l.startsWith('::warning'))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain('linux/arm64, linux/arm64/v8, linux/aarch64')
+  })
+
+  it.each([
+    ['linux/amd64,linux/amd64/v8', '"linux/amd64/v8"', 'linux/arm64'],
+    ['linux/amd64,linux/armv7', '"linux/armv7"', 'linux/arm/v7'],
+    ['linuxx/amd64', '"linuxx/amd64"', 'linux/amd64']
+  ])('rejects platforms %s (C09)', (platforms, bad, suggestion) => {
+    const message = problems({...base, platforms})
+    expect(message).toContain(`platforms: ${bad}`)
+    expect(message).toContain(`did you mean ${suggestion}`)
+  })
+
+  it('rejects a mirror with a dangling tag (C02)', () => {
+    const message = problems({
+      ...base,
+      mirrors: '127.0.0.1:5002/example/app\n127.0.0.1:5003/example/app:'
+    })
+    expect(message).toContain('mirrors: "127.0.0.1:5003/example/app:"')
+  })
+
+  it('rejects a mirror that is the image itself, however Docker Hub is spelled', () => {
+    const message = problems({
+      ...base,
+      image: 'ossrs/srs',
+      mirrors: 'index.docker.io/ossrs/srs'
+    })
+    expect(message).toContain('is the image itself')
+  })
+
+  it('lower-cases repositories with a notice and keeps the tag case (C07)', () => {
+    const {value, stdout} = accepted({
+      ...base,
+      image: '127.0.0.1:5001/Example-Org/App',
+      tags: 'Beta-1',
+      mirrors: '127.0.0.1:5002/Example-Org/App'
+    })
+    expect(value.image).toBe('127.0.0.1:5001/example-org/app')
+    expect(value.mirrors).toEqual(['127.0.0.1:5002/example-org/app'])
+    expect(value.tags).toEqual(['Beta-1'])
+    expect(stdout.match(/::notice::/g)).toHaveLength(2)
+  })
+
+  it.each([
+    ['2.1.2+a3aefa34', '"+"'],
+    ['v1#2', '"#"'],
+    ['v 1', '" "']
+  ])('rejects the explicit tag %s naming %s (C06)', (tags, character) => {
+    const message = problems({...base, tags})
+    expect(message).toContain(`tags: ${JSON.stringify(tags)}`)
+    expect(message).toContain(`holds ${character}`)
+  })
+
+  it('rejects a tag that is a reference', () => {
+    expect(problems({...base, tags: 'ossrs/srs:v1'})).toContain(
+      'not a bare tag'
+    )
+  })
+
+  it('derives the tag from a tag push and cleans forbidden characters', () => {
+    const {value, stdout} = accepted(
+      {...base, tags: ''},
+      {GITHUB_REF: 'refs/tags/v2.1.2-alpha+a3aefa34'}
+    )
+    expect(value.tags).toEqual(['v2.1.2-alpha-a3aefa34'])
+    expect(stdout).toContain('::notice::')
+  })
+
+  it('fails naming tags when neither given nor a tag push', () => {
+    const message = problems(
+      {...base, tags: ''},
+      {GITHUB_REF: 'refs/heads/main'}
+    )
+    expect(message).toContain('tags: ""')
+    expect(message).toContain('refs/heads/main')
+  })
+
+  it('keeps commas in build-args and warns about NAME= after one (C15)', () => {
+    const first = accepted({
+      ...base,
+      'build-args': 'JOBS=10\nNO_PROXY=localhost,127.0.0.1\nEMPTY=\n'
+    })
+    expect(first.value.buildArgs).toEqual([
+      'JOBS=10',
+      'NO_PROXY=localhost,127.0.0.1',
+      'EMPTY='
+    ])
+    expect(first.stdout).not.toContain('::warning')
+    const second = accepted({...base, 'build-args': 'JOBS=10,FOO=bar'})
+    expect(second.value.buildArgs).toEqual(['JOBS=10,FOO=bar'])
+    expect(second.stdout).toMatch(/::warning::build-args: .*own line/)
+    expect(problems({...base, 'build-args': 'JOBS 10'})).toContain(
+      'build-args: "JOBS 10"'
+    )
+  })
+
+  it('reports several problems together', () => {
+    const message = problems({
+      image: 'Bad Image',
+      tags: 'a+b',
+      platforms: 'linux/armv7',
+      driver: 'k8s'
+    })
+    for (const input of ['image:', 'tags:', 'platforms:', 'driver:']) {
+      expect(message).toContain(input)
+    }
+  })
+
+  it('needs an endpoint for the remote driver', () => {
+    expect(problems({...base, driver: 'remote'})).toContain(
+      'endpoint: "" is required'
+    )
+  })
+
+  it('does not push on pull requests unless asked', () => {
+    expect(accepted(base, {GITHUB_EVENT_NAME: 'pull_request'}).value.push).toBe(
+      false
+    )
+    expect(
+      accepted({...base, push: 'true'}, {GITHUB_EVENT_NAME: 'pull_request'})
+        .value.push
+    ).toBe(true)
+    expect(problems({...base, push: 'yes'})).toContain(
+      'push: "yes" is not a boolean'
+    )
+  })
+})
+
+describe('registry-auth', () => {
+  const auth = `
+- registry: 127.0.0.1:5001
+  username: main-ci
+  password: "Main#Pa55 w0rd$"
+- registry: 127.0.0.1:5002
+  username: m1-ci
+  password-env: M1_PASSWORD
+`
+  it('reads passwords inline and from the environment, masking both', () => {
+    const password = `M1'Pa55"w0rd`
+    const {value, stdout} = accepted(
+      {...base, 'registry-auth': auth},
+      {M1_PASSWORD: password}
+    )
+    expect(value.credentials).toEqual([
+      {
+        registry: '127.0.0.1:5001',
+        key: '127.0.0.1:5001',
+        username: 'main-ci',
+        password: 'Main#Pa55 w0rd$'
+      },
+      {
+        registry: '127.0.0.1:5002',
+        key: '127.0.0.1:5002',
+        username: 'm1-ci',
+        password
+      }
+    ])
+    const base64 = Buffer.from(`m1-ci:${password}`).toString('base64')
+    expect(stdout).toContain(`::add-mask::${password}`)
+    expect(stdout).toContain(`::add-mask::${base64}`)
+    // The debug dump of inputs shows no password.
+    expect(stdout.replace(/::add-mask::.*\n/g, '')).not.toContain(password)
+  })
+
+  it('rejects a second identity for one registry (C19)', () => {
+    const message = problems(
+      {
+        ...base,
+        'registry-auth': `${auth}- {registry: 127.0.0.1:5002, username: other, password: x}\n`
+      },
+      {M1_PASSWORD: 'p'}
+    )
+    expect(message).toContain('registry "127.0.0.1:5002" is given twice')
+  })
+
+  it('folds the spellings of Docker Hub into one registry', () => {
+    const message = problems({
+      ...base,
+      'registry-auth':
+        '- {registry: docker.io, username: a, password: x}\n- {registry: index.docker.io, username: b, password: y}'
+    })
+    expect(message).toContain('given twice')
+  })
+
+  it('names an unset password-env', () => {
+    const message = problems({
+      ...base,
+      'registry-auth': '- {registry: r.io, username: u, password-env: NOPE}'
+    })
+    expect(message).toContain('environment variable NOPE is empty or unset')
+  })
+
+  it('does not echo YAML that fails to parse', () => {
+    const message = problems({
+      ...base,
+      'registry-auth': '- registry: r.io\n  password: "a"b"c'
+    })
+    expect(message).toContain('registry-auth: is not valid YAML')
+    expect(message).not.toContain('"a"b"c')
+  })
+})
