@@ -1,0 +1,115 @@
+import {join} from 'node:path'
+import {ROOT, type Run} from '../../scripts/runner.mjs'
+
+export {runAction, stackEnv, type Run} from '../../scripts/runner.mjs'
+export const FIXTURES = join(ROOT, '__tests__/fixtures')
+
+export const REG = {
+  base: '127.0.0.1:5000',
+  hub: '127.0.0.1:5001',
+  m1: '127.0.0.1:5002',
+  m2: '127.0.0.1:5003',
+  m3: '127.0.0.1:5004'
+}
+
+export const USERS = {
+  hub: {username: 'main-ci', password: 'Main#Pa55 w0rd$'},
+  m1: {username: 'm1-ci', password: `M1'Pa55"w0rd`},
+  m2: {username: 'm2-ci', password: 'M2\\Pa55;w0rd|'}
+}
+
+export const commandsOf = (run: Run, ...prefix: string[]): string[][] =>
+  run.argv.filter(argv => prefix.every((word, i) => argv[i] === word))
+
+// --- Reading registries over HTTP, as a client would. -----------------
+
+const ACCEPT = [
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.oci.image.manifest.v1+json'
+].join(', ')
+
+export interface Auth {
+  username: string
+  password: string
+}
+
+const headers = (auth?: Auth): Record<string, string> =>
+  auth
+    ? {
+        Authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`,
+        Accept: ACCEPT
+      }
+    : {Accept: ACCEPT}
+
+export async function manifest(
+  registry: string,
+  repository: string,
+  reference: string,
+  auth?: Auth
+): Promise<{
+  status: number
+  digest: string
+  body: Record<string, unknown>
+  mediaType: string
+}> {
+  const response = await fetch(
+    `http://${registry}/v2/${repository}/manifests/${reference}`,
+    {headers: headers(auth)}
+  )
+  const text = await response.text()
+  return {
+    status: response.status,
+    digest: response.headers.get('docker-content-digest') ?? '',
+    mediaType: response.headers.get('content-type') ?? '',
+    body: response.ok ? (JSON.parse(text) as Record<string, unknown>) : {}
+  }
+}
+
+export async function tagList(
+  registry: string,
+  repository: string,
+  auth?: Auth
+): Promise<string[]> {
+  const response = await fetch(
+    `http://${registry}/v2/${repository}/tags/list`,
+    {headers: headers(auth)}
+  )
+  if (response.status === 404) return []
+  const body = (await response.json()) as {tags?: string[] | null}
+  return (body.tags ?? []).sort()
+}
+
+export async function blobExists(
+  registry: string,
+  repository: string,
+  digest: string,
+  auth?: Auth
+): Promise<boolean> {
+  const response = await fetch(
+    `http://${registry}/v2/${repository}/blobs/${digest}`,
+    {method: 'HEAD', headers: headers(auth)}
+  )
+  return response.status === 200
+}
+
+// A repository name unique to one test, so tests never see each other.
+export function uniqueRepo(prefix: string): string {
+  return `${prefix}/app-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`
+}
+
+export function authYaml(...names: (keyof typeof USERS)[]): string {
+  return names
+    .map(
+      name =>
+        `- registry: ${REG[name]}\n  username: ${USERS[name].username}\n  password-env: PW_${name.toUpperCase()}`
+    )
+    .join('\n')
+}
+
+export const passwordEnv = (): Record<string, string> => ({
+  PW_HUB: USERS.hub.password,
+  PW_M1: USERS.m1.password,
+  PW_M2: USERS.m2.password
+})
