@@ -28374,10 +28374,12 @@ module.exports = {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   AN: () => (/* binding */ bootArgs),
 /* harmony export */   Bj: () => (/* binding */ prepareBuilder),
+/* harmony export */   Og: () => (/* binding */ createArgs),
 /* harmony export */   iq: () => (/* binding */ removeBuilder)
 /* harmony export */ });
-/* unused harmony exports builderName, createArgs, bootArgs, removeArgs */
+/* unused harmony exports builderName, removeArgs */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_1__);
@@ -28505,7 +28507,7 @@ function lastLines(text, count) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7321);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3280);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -28524,10 +28526,11 @@ __webpack_async_result__();
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   P4: () => (/* binding */ useRunConfig),
+/* harmony export */   be: () => (/* binding */ loginArgs),
 /* harmony export */   iD: () => (/* binding */ login),
 /* harmony export */   m9: () => (/* binding */ logoutArgs)
 /* harmony export */ });
-/* unused harmony exports loginArgs, userConfigDir, runConfig */
+/* unused harmony exports userConfigDir, runConfig */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
@@ -28607,7 +28610,7 @@ async function login(credentials) {
 
 /***/ }),
 
-/***/ 7321:
+/***/ 3280:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31115,9 +31118,10 @@ function cleanTag(name) {
 
 
 const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
-// tonistiigi/binfmt pinned by tag; newer QEMU releases have broken common
-// builds before (docker/setup-qemu-action#198), so upgrades are deliberate.
-const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v9.2.2';
+// Pinned to the release many projects fell back to when QEMU 9.2 in
+// binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
+// deliberate change, tested, never a surprise on release day.
+const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v7.0.0-28';
 const DRIVERS = ['docker-container', 'docker', 'remote'];
 class InputError extends Error {
     problems;
@@ -31511,6 +31515,68 @@ async function inspectOrReason(builder, ref) {
     return parseInspect(read.stdout);
 }
 
+;// CONCATENATED MODULE: ./src/plan.ts
+
+
+
+
+
+
+// dry-run: every command the run would make, in order, and every tag on
+// every registry, without running any of them.
+const BUILDER = '<new builder>';
+const plan_DIGEST = '<digest>';
+function plan(inputs) {
+    const commands = [];
+    const missing = emulatedPlatforms(inputs.platforms).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
+    if (inputs.qemu !== 'false' && inputs.driver !== 'remote' && missing.length) {
+        const names = [...new Set(missing.map(need => need.installName))];
+        commands.push(['docker', ...installArgs(inputs.qemuImage, names)]);
+    }
+    let builder = inputs.builder;
+    if (!builder && inputs.driver === 'docker')
+        builder = 'default';
+    if (!builder) {
+        builder = BUILDER;
+        commands.push(['docker', ...(0,src_builder/* createArgs */.Og)(inputs, builder)]);
+    }
+    commands.push(['docker', ...(0,src_builder/* bootArgs */.AN)(builder)]);
+    for (const credential of inputs.credentials) {
+        commands.push(['docker', ...(0,logins/* loginArgs */.be)(credential)]);
+    }
+    commands.push(['docker', ...buildArgs(inputs, builder, '<metadata file>')]);
+    if (inputs.push) {
+        const source = `${inputs.image}@${plan_DIGEST}`;
+        for (const mirror of inputs.mirrors) {
+            commands.push([
+                'docker',
+                ...copyArgs(builder, mirror, inputs.tags, source)
+            ]);
+            for (const tag of inputs.tags) {
+                commands.push(['docker', ...inspectArgs(builder, `${mirror}:${tag}`)]);
+            }
+        }
+    }
+    return commands;
+}
+const quote = (arg) => /^[\w@%+=:,./<>{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+async function printPlan(inputs) {
+    const lines = plan(inputs).map(command => command.map(quote).join(' '));
+    const refs = inputs.push
+        ? [inputs.image, ...inputs.mirrors].flatMap(repository => inputs.tags.map(tag => `${repository}:${tag}`))
+        : [];
+    core/* info */.pq('dry-run: nothing below is run');
+    lines.forEach(line => core/* info */.pq(line));
+    core/* info */.pq(`Tags that would be written:\n${refs.join('\n') || '(none)'}`);
+    if (process.env.GITHUB_STEP_SUMMARY) {
+        await core/* summary */.z
+            .addHeading('Multi-platform release: dry run', 2)
+            .addCodeBlock(lines.join('\n'), 'sh')
+            .addList(refs)
+            .write();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/report.ts
 
 function writtenRefs(outcome) {
@@ -31576,6 +31642,7 @@ var state = __nccwpck_require__(2462);
 
 
 
+
 // The release recipe: one call per phase, each in its own log group.
 async function main() {
     state/* markMain */.rH();
@@ -31594,6 +31661,10 @@ async function main() {
     };
     try {
         const inputs = await phase('Reading inputs', () => getInputs());
+        if (inputs.dryRun) {
+            await phase('Planning (dry run)', () => printPlan(inputs));
+            return;
+        }
         const tempDir = workDir();
         (0,logins/* useRunConfig */.P4)(tempDir);
         await phase('Installing emulators', () => ensureEmulators(inputs));

@@ -52,9 +52,10 @@ export interface Inputs {
 }
 
 export const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7'
-// tonistiigi/binfmt pinned by tag; newer QEMU releases have broken common
-// builds before (docker/setup-qemu-action#198), so upgrades are deliberate.
-export const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v9.2.2'
+// Pinned to the release many projects fell back to when QEMU 9.2 in
+// binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
+// deliberate change, tested, never a surprise on release day.
+export const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v7.0.0-28'
 const DRIVERS: Driver[] = ['docker-container', 'docker', 'remote']
 
 export class InputError extends Error {

@@ -8,6 +8,7 @@ import {ensureEmulators} from './emulators.js'
 import {getInputs, type Inputs} from './inputs.js'
 import {login, useRunConfig} from './logins.js'
 import {copyToMirrors, type MirrorResult} from './mirrors.js'
+import {printPlan} from './plan.js'
 import {setOutputs, writeSummary, type Timing} from './report.js'
 import * as state from './state.js'
 
@@ -33,6 +34,10 @@ export async function main(): Promise<void> {
 
   try {
     const inputs = await phase('Reading inputs', () => getInputs())
+    if (inputs.dryRun) {
+      await phase('Planning (dry run)', () => printPlan(inputs))
+      return
+    }
     const tempDir = workDir()
     useRunConfig(tempDir)
     await phase('Installing emulators', () => ensureEmulators(inputs))

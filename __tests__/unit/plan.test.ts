@@ -1,0 +1,35 @@
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {getInputs} from '../../src/inputs.js'
+import {plan} from '../../src/plan.js'
+import {withInputs} from './helpers.js'
+
+// The SRS release as one step, planned with no emulator registered.
+const SRS = {
+  image: 'ossrs/srs',
+  tags: 'v6.0.145\n6',
+  file: 'trunk/Dockerfile',
+  'build-args': 'JOBS=10',
+  mirrors: 'registry.cn-hangzhou.aliyuncs.com/ossrs/srs',
+  'registry-auth': [
+    '- {username: ossrsbot, password-env: DOCKER_PASSWORD}',
+    '- {registry: registry.cn-hangzhou.aliyuncs.com, username: ossrs, password-env: ACR_PASSWORD}'
+  ].join('\n'),
+  'dry-run': 'true'
+}
+
+describe('dry-run plan', () => {
+  it('lists every command of the SRS release and no password', () => {
+    const env = {
+      DOCKER_PASSWORD: 'hub-secret',
+      ACR_PASSWORD: 'acr-secret',
+      MULTIARCH_BINFMT_DIR: mkdtempSync(join(tmpdir(), 'binfmt-'))
+    }
+    const {value, error} = withInputs(SRS, () => plan(getInputs()), env)
+    expect(error).toBeUndefined()
+    const lines = value!.map(command => command.join(' '))
+    expect(lines.join('\n')).not.toMatch(/hub-secret|acr-secret/)
+    expect(lines).toMatchSnapshot()
+  })
+})
