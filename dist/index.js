@@ -28648,8 +28648,18 @@ function buildArgs(inputs, builder, metadataFile) {
         args.push('--build-arg', arg);
     for (const label of inputs.labels)
         args.push('--label', label);
+    for (const note of inputs.annotations)
+        args.push('--annotation', note);
     if (inputs.target)
         args.push('--target', inputs.target);
+    inputs.secrets.forEach(({ id }, index) => args.push('--secret', `id=${id},env=${secretEnv(index)}`));
+    for (const { id, path } of inputs.secretFiles) {
+        args.push('--secret', `id=${id},src=${path}`);
+    }
+    for (const cache of inputs.cacheFrom)
+        args.push('--cache-from', cache);
+    for (const cache of inputs.cacheTo)
+        args.push('--cache-to', cache);
     if (inputs.network)
         args.push('--network', inputs.network);
     // `=` keeps a value such as `false` from being read as the build context.
@@ -28663,6 +28673,11 @@ function buildArgs(inputs, builder, metadataFile) {
     args.push('--metadata-file', metadataFile, inputs.context);
     return args;
 }
+// Secret values travel to buildx in its environment, never in argv.
+const secretEnv = (index) => `MULTIARCH_SECRET_${index}`;
+function secretsEnvironment(inputs) {
+    return Object.fromEntries(inputs.secrets.map(({ value }, index) => [secretEnv(index), value]));
+}
 function readDigest(metadata) {
     const digest = metadata['containerimage.digest'];
     return typeof digest === 'string' ? digest : '';
@@ -28673,7 +28688,8 @@ async function build(inputs, builder, tempDir) {
         phase: PHASE,
         args: buildArgs(inputs, builder, metadataFile),
         subject: inputs.platforms.join(', '),
-        echo: true
+        echo: true,
+        env: secretsEnvironment(inputs)
     });
     const metadata = JSON.parse((0,external_node_fs_.readFileSync)(metadataFile, 'utf8'));
     const digest = readDigest(metadata);
@@ -31122,6 +31138,7 @@ const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
 // deliberate change, tested, never a surprise on release day.
 const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v7.0.0-28';
+const SECRET_NAME = /TOKEN|PASSW|SECRET|KEY|CREDENTIAL|AUTH/i;
 const DRIVERS = ['docker-container', 'docker', 'remote'];
 class InputError extends Error {
     problems;
@@ -31143,6 +31160,10 @@ const read = (name) => core/* getInput */.V4(name);
 function getInputs(env = process.env) {
     const problems = new Problems();
     const pullRequest = (env.GITHUB_EVENT_NAME ?? '').startsWith('pull_request');
+    // Credentials first: their passwords are masked before any other line
+    // of this run can echo an input.
+    const credentials = credentialList(read('registry-auth'), env, problems, pullRequest);
+    const secrets = secretList(parseList(read('secrets'), true), problems);
     // Image: a repository, tags come from `tags`.
     const image = repositoryInput('image', read('image'), problems, true);
     // Tags: bare tags, or the git tag of a tag push.
@@ -31154,6 +31175,7 @@ function getInputs(env = process.env) {
     const file = read('file');
     const buildArgs = parseList(read('build-args'), true);
     for (const arg of buildArgs) {
+        const name = arg.split('=')[0];
         if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) {
             problems.add('build-args', arg, 'is not NAME=value (one per line)');
         }
@@ -31162,9 +31184,23 @@ function getInputs(env = process.env) {
                 'NAME=; build-args are split on newlines only, so this is one ' +
                 'argument. Put each argument on its own line.');
         }
+        if (SECRET_NAME.test(name)) {
+            core/* warning */.$e(`build-args: ${name} looks like a secret; build arguments are ` +
+                'recorded in the image history and provenance. Pass it with ' +
+                '`secrets` and read it with RUN --mount=type=secret instead.');
+        }
     }
     const labels = parseList(read('labels'), true);
+    const annotations = parseList(read('annotations'), true);
     const target = read('target');
+    const secretFiles = parseList(read('secret-files'), true).map(line => {
+        const at = line.indexOf('=');
+        if (at <= 0)
+            problems.add('secret-files', line, 'is not id=path');
+        return { id: line.slice(0, at), path: line.slice(at + 1) };
+    });
+    const cacheFrom = parseList(read('cache-from'), true);
+    const cacheTo = parseList(read('cache-to'), true);
     // Push: on by default, off for pull requests (fork PRs get no secrets).
     const push = booleanInput('push', read('push'), !pullRequest, problems);
     // Mirrors: repositories without tag or digest, never the image itself.
@@ -31183,8 +31219,10 @@ function getInputs(env = process.env) {
             mirrors.push(name);
         }
     }
-    // Credentials: a YAML list of registry, username, password.
-    const credentials = credentialList(read('registry-auth'), env, problems);
+    if (!push && mirrors.length > 0) {
+        core/* notice */.lm('mirrors: skipped, because push is false and nothing is pushed');
+    }
+    warnUnusedCredentials(credentials, [image, ...mirrors], [...cacheFrom, ...cacheTo]);
     // Builder.
     const driver = read('driver') || 'docker-container';
     if (!DRIVERS.includes(driver)) {
@@ -31220,7 +31258,12 @@ function getInputs(env = process.env) {
         file,
         buildArgs,
         labels,
+        annotations,
         target,
+        secrets,
+        secretFiles,
+        cacheFrom,
+        cacheTo,
         push,
         mirrors,
         credentials,
@@ -31328,7 +31371,7 @@ function platformList(text, problems) {
     }
     return platforms;
 }
-function credentialList(text, env, problems) {
+function credentialList(text, env, problems, pullRequest) {
     if (!text.trim())
         return [];
     let entries;
@@ -31371,6 +31414,11 @@ function credentialList(text, env, problems) {
             problems.list.push(`${where} (${registry || 'Docker Hub'}): username is missing`);
             return;
         }
+        if (!password && pullRequest) {
+            // Pull requests from forks get no secrets; building still works.
+            core/* notice */.lm(`${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`);
+            return;
+        }
         if (!password) {
             const from = passwordEnv
                 ? `environment variable ${passwordEnv} is empty or unset`
@@ -31388,6 +31436,43 @@ function credentialList(text, env, problems) {
     });
     return credentials;
 }
+// Secrets as build-push-action takes them: one id=value per line.
+function secretList(lines, problems) {
+    return lines.flatMap(line => {
+        const at = line.indexOf('=');
+        if (at <= 0) {
+            // Quote only the part before '=': the rest may be the secret itself.
+            problems.list.push(`secrets: an entry is not id=value (starts "${line.slice(0, 3)}...")`);
+            return [];
+        }
+        const value = line.slice(at + 1);
+        if (value)
+            core/* setSecret */.Pq(value);
+        return [{ id: line.slice(0, at), value }];
+    });
+}
+// A credential for a registry the run never touches is most likely a typo
+// in a host name; the login would succeed and the push would then fail.
+function warnUnusedCredentials(credentials, repositories, cacheRefs) {
+    const hosts = new Set(repositories.filter(Boolean).map(r => registryKey(parseReference(r).domain)));
+    for (const entry of cacheRefs) {
+        const ref = /(?:^|,)ref=([^,]+)/.exec(entry)?.[1];
+        if (ref) {
+            try {
+                hosts.add(registryKey(parseReference(ref).domain));
+            }
+            catch {
+                // An odd cache ref is buildx's to judge.
+            }
+        }
+    }
+    for (const credential of credentials) {
+        if (!hosts.has(credential.key)) {
+            core/* warning */.$e(`registry-auth: ${credential.registry} is not the registry of image, ` +
+                'mirrors or cache refs; check the host name');
+        }
+    }
+}
 function booleanInput(input, value, fallback, problems) {
     const text = value.trim();
     if (!text)
@@ -31402,6 +31487,7 @@ function booleanInput(input, value, fallback, problems) {
 function redact(inputs) {
     return {
         ...inputs,
+        secrets: inputs.secrets.map(secret => secret.id),
         credentials: inputs.credentials.map(c => ({
             registry: c.registry,
             username: c.username

@@ -126,9 +126,12 @@ spawn() {
 # Stops the process in a pid file, but only if it still is the program we
 # started (pids get reused). TERM first; KILL after $3 seconds.
 stop_pidfile() {
-	local pidfile=$1 exe=$2 wait_s=${3:-15} pid
+	local pidfile=$1 exe=$2 wait_s=${3:-15} pid running
 	pid=$(read_pid "$pidfile")
-	if pid_alive "$pid" && [[ $(readlink -f "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$exe")" ]]; then
+	# A binary replaced on disk shows as "PATH (deleted)".
+	running=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+	running=${running% (deleted)}
+	if pid_alive "$pid" && [[ $running == "$(readlink -f "$exe")" ]]; then
 		kill -TERM "$pid" 2>/dev/null || true
 		local i
 		for ((i = 0; i < wait_s * 10; i++)); do
@@ -148,44 +151,48 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ------------------------------------------------------------- engine mode --
 
-# Docker as the machine itself has it (a GitHub runner, a laptop), never ours.
-system_docker() {
-	if [[ ${DOCKER_HOST:-} == "unix://$DOCKER_SOCK" ]]; then
-		env -u DOCKER_HOST docker "$@"
-	else
-		docker "$@"
-	fi
-}
+# The docker command line for the machine's own engine (a GitHub runner, a
+# laptop): as the caller has it, except that a DOCKER_HOST pointing at this
+# stack's private socket (left over from `eval "$(stack.sh env)"`) is dropped.
+SYSTEM_DOCKER=(docker)
+if [[ ${DOCKER_HOST:-} == "unix://$DOCKER_SOCK" ]]; then
+	SYSTEM_DOCKER=(env -u DOCKER_HOST docker)
+fi
 
 external_engine_usable() {
 	[[ $MA_LOCAL_ENGINE == 1 ]] && return 1
 	command -v docker >/dev/null || return 1
-	timeout 20 system_docker info >/dev/null 2>&1 || return 1
-	timeout 20 system_docker buildx version >/dev/null 2>&1 || return 1
+	timeout 20 "${SYSTEM_DOCKER[@]}" info >/dev/null 2>&1 || return 1
+	timeout 20 "${SYSTEM_DOCKER[@]}" buildx version >/dev/null 2>&1 || return 1
+}
+
+# ENGINE_MODE is "local" (private containerd + dockerd) or "external" (the
+# machine's engine). DK is the docker command line this script uses: for the
+# private engine with a private DOCKER_CONFIG, so the user's credential
+# helpers, contexts and plugins do not take part.
+ENGINE_MODE=
+DK=()
+set_engine_mode() {
+	ENGINE_MODE=$1
+	if [[ $ENGINE_MODE == local ]]; then
+		DK=(env "DOCKER_HOST=unix://$DOCKER_SOCK" "DOCKER_CONFIG=$DOCKER_CFG" docker)
+	else
+		DK=("${SYSTEM_DOCKER[@]}")
+	fi
 }
 
 # Decides once per command whether the private engine is needed.
-ENGINE_MODE=
 decide_engine_mode() {
 	[[ -n $ENGINE_MODE ]] && return
 	if external_engine_usable; then
-		ENGINE_MODE=external
 		log "using the machine's own docker engine and buildx (MA_LOCAL_ENGINE=1 to use a private one)"
+		set_engine_mode external
 	else
-		ENGINE_MODE=local
+		set_engine_mode local
 	fi
 }
 
-# docker as this script uses it: against the private engine with a private
-# DOCKER_CONFIG (no credential helpers, contexts or plugins of the user's), or
-# the machine's engine as is.
-dk() {
-	if [[ $ENGINE_MODE == local ]]; then
-		DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_CONFIG=$DOCKER_CFG docker "$@"
-	else
-		system_docker "$@"
-	fi
-}
+dk() { "${DK[@]}" "$@"; }
 
 # ----------------------------------------------------------------- install --
 
@@ -210,8 +217,11 @@ install_apt_packages() {
 	[[ -n $had_policy ]] || printf '#!/bin/sh\nexit 101\n' >"$policy"
 	chmod +x "$policy"
 	local rc=0
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+	# An unrelated unreachable source makes `update` complain; the install
+	# may still succeed, so only the install decides.
+	apt-get update -qq || log "warning: apt-get update reported errors"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null || rc=$?
 	[[ -n $had_policy ]] || rm -f "$policy"
 	((rc == 0)) || die "apt-get install failed ($rc)"
 	# The Debian docker-registry package may have started its own instance on
@@ -279,7 +289,9 @@ deb_path() { # package arch -> path of the cached .deb (or nothing)
 fetch_debs() {
 	local native wanted=() spec pkg arch
 	native=$(dpkg --print-architecture)
-	[[ $ENGINE_MODE == local ]] && for pkg in "${ENGINE_DEBS[@]}"; do wanted+=("$pkg:$native"); done
+	if [[ $ENGINE_MODE == local ]]; then
+		for pkg in "${ENGINE_DEBS[@]}"; do wanted+=("$pkg:$native"); done
+	fi
 	for arch in "${BUSYBOX_ARCHES[@]}"; do wanted+=("busybox-static:$arch"); done
 	local missing=()
 	for spec in "${wanted[@]}"; do
@@ -359,7 +371,6 @@ cmd_install() {
 		ensure_prefix
 		ensure_buildx_plugin
 	fi
-	echo "$ENGINE_MODE" >"$MA_STATE/engine-mode.install"
 }
 
 # ------------------------------------------------------------------ binfmt --
@@ -376,7 +387,7 @@ mount_binfmt() {
 registered_qemu_handlers() {
 	local e
 	for e in /proc/sys/fs/binfmt_misc/qemu-*; do
-		[[ -e $e ]] && echo "${e##*/}"
+		if [[ -e $e ]]; then echo "${e##*/}"; fi
 	done
 }
 
@@ -392,7 +403,7 @@ cmd_binfmt_clear() {
 
 # ------------------------------------------------------------------ engine --
 
-engine_answers() { timeout 10 dk info >/dev/null 2>&1; }
+engine_answers() { timeout 10 "${DK[@]}" info >/dev/null 2>&1; }
 
 start_containerd() {
 	local pid
@@ -539,7 +550,6 @@ start_registry() {
 	else
 		rm -f "$dir/htpasswd"
 	fi
-	umask 077
 	cat >"$dir/config.yml" <<EOF
 # registry "$name" of the multiarch-action test stack (scripts/stack.sh)
 version: 0.1
@@ -562,7 +572,7 @@ http:
     X-Content-Type-Options: [nosniff]
 $auth
 EOF
-	umask 022
+	chmod 0600 "$dir/config.yml" # it holds the http secret
 	log "starting registry $name on 127.0.0.1:$port${user:+ (user $user)}"
 	pid=$(spawn "$LOG_DIR/registry-$name.log" /usr/bin/docker-registry serve "$dir/config.yml")
 	echo "$pid" >"$RUN_DIR/registry-$name.pid"
@@ -635,11 +645,11 @@ image_in_registry() { # 127.0.0.1:PORT/repo:tag
 	repo=${ref#*/}
 	tag=${repo##*:}
 	repo=${repo%:*}
-	[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -I \
-		-H 'Accept: application/vnd.oci.image.index.v1+json' \
-		-H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
-		-H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-		-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+	local accept=application/vnd.oci.image.index.v1+json
+	accept+=,application/vnd.docker.distribution.manifest.list.v2+json
+	accept+=,application/vnd.oci.image.manifest.v1+json
+	accept+=,application/vnd.docker.distribution.manifest.v2+json
+	[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -I -H "Accept: $accept" \
 		"http://$hostport/v2/$repo/manifests/$tag") == 200 ]]
 }
 
@@ -707,13 +717,13 @@ busybox_tarball() {
 push_multiarch() {
 	local ref=$1 cmd=$2
 	shift 2
-	local parts=() spec arch tarball platform tagged
+	local parts=() spec arch tarball platform suffix tagged
 	for spec in "$@"; do
 		arch=${spec%%=*}
 		tarball=${spec#*=}
 		platform=${DEB_PLATFORM[$arch]}
-		tagged=$ref-${platform#linux/}
-		tagged=${tagged//\//}
+		suffix=${platform#linux/}
+		tagged=$ref-${suffix//\//} # :1-amd64, :1-arm64, :1-armv7
 		log "importing $tarball as $tagged ($platform)"
 		dk import --platform "$platform" -c "CMD $cmd" "$tarball" "$tagged" >/dev/null
 		dk push -q "$tagged" >/dev/null
@@ -815,9 +825,9 @@ debian_tarball() {
 cmd_base_debian() {
 	need_root base-debian
 	take_lock
-	decide_engine_mode
 	load_mode
-	engine_ready_or_die
+	engine_answers || die "the engine does not answer: run 'scripts/stack.sh up' first"
+	image_in_registry "$BUSYBOX_IMAGE" || die "the base registry is not up: run 'scripts/stack.sh up' first"
 	if image_in_registry "$DEBIAN_IMAGE"; then
 		log "$DEBIAN_IMAGE is already in the base registry"
 		return
@@ -846,26 +856,23 @@ cmd_base_debian() {
 
 # ---------------------------------------------------------------- up, down --
 
+# The engine mode that `up` chose.
 load_mode() {
-	if [[ -s $MODE_FILE ]]; then
-		read -r ENGINE_MODE _ <"$MODE_FILE"
-	fi
-}
-
-engine_ready_or_die() {
-	engine_answers || die "the engine is not running: run 'scripts/stack.sh up' first"
-	image_in_registry "$BUSYBOX_IMAGE" || die "the base registry is not up: run 'scripts/stack.sh up' first"
+	local mode=''
+	[[ -s $MODE_FILE ]] && read -r mode _ <"$MODE_FILE"
+	[[ -n $mode ]] || die "the stack is not up: run 'scripts/stack.sh up' first"
+	set_engine_mode "$mode"
 }
 
 cmd_up() {
 	need_root up
 	local t0=$SECONDS
 	take_lock
-	ENGINE_MODE=
-	decide_engine_mode
 	# A private engine started earlier wins over one that appeared since.
-	if [[ $ENGINE_MODE == external ]] && pid_alive "$(read_pid "$RUN_DIR/dockerd.pid")"; then
-		ENGINE_MODE=local
+	if pid_alive "$(read_pid "$RUN_DIR/dockerd.pid")"; then
+		set_engine_mode local
+	else
+		decide_engine_mode
 	fi
 	install_done || cmd_install
 	mkdir -p "$RUN_DIR" "$LOG_DIR"

@@ -25,7 +25,16 @@ export function buildArgs(
   for (const tag of inputs.tags) args.push('--tag', `${inputs.image}:${tag}`)
   for (const arg of inputs.buildArgs) args.push('--build-arg', arg)
   for (const label of inputs.labels) args.push('--label', label)
+  for (const note of inputs.annotations) args.push('--annotation', note)
   if (inputs.target) args.push('--target', inputs.target)
+  inputs.secrets.forEach(({id}, index) =>
+    args.push('--secret', `id=${id},env=${secretEnv(index)}`)
+  )
+  for (const {id, path} of inputs.secretFiles) {
+    args.push('--secret', `id=${id},src=${path}`)
+  }
+  for (const cache of inputs.cacheFrom) args.push('--cache-from', cache)
+  for (const cache of inputs.cacheTo) args.push('--cache-to', cache)
   if (inputs.network) args.push('--network', inputs.network)
   // `=` keeps a value such as `false` from being read as the build context.
   args.push(`--provenance=${inputs.provenance}`, `--sbom=${inputs.sbom}`)
@@ -34,6 +43,15 @@ export function buildArgs(
   if (inputs.push) args.push('--push')
   args.push('--metadata-file', metadataFile, inputs.context)
   return args
+}
+
+// Secret values travel to buildx in its environment, never in argv.
+export const secretEnv = (index: number): string => `MULTIARCH_SECRET_${index}`
+
+export function secretsEnvironment(inputs: Inputs): Record<string, string> {
+  return Object.fromEntries(
+    inputs.secrets.map(({value}, index) => [secretEnv(index), value])
+  )
 }
 
 export function readDigest(metadata: Record<string, unknown>): string {
@@ -51,7 +69,8 @@ export async function build(
     phase: PHASE,
     args: buildArgs(inputs, builder, metadataFile),
     subject: inputs.platforms.join(', '),
-    echo: true
+    echo: true,
+    env: secretsEnvironment(inputs)
   })
   const metadata = JSON.parse(readFileSync(metadataFile, 'utf8')) as Record<
     string,

@@ -32,7 +32,13 @@ export interface Inputs {
   file: string
   buildArgs: string[]
   labels: string[]
+  annotations: string[]
   target: string
+  // Build secrets: values reach buildx through the environment, never argv.
+  secrets: {id: string; value: string}[]
+  secretFiles: {id: string; path: string}[]
+  cacheFrom: string[]
+  cacheTo: string[]
   push: boolean
   mirrors: string[]
   credentials: Credential[]
@@ -56,6 +62,7 @@ export const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7'
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
 // deliberate change, tested, never a surprise on release day.
 export const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v7.0.0-28'
+const SECRET_NAME = /TOKEN|PASSW|SECRET|KEY|CREDENTIAL|AUTH/i
 const DRIVERS: Driver[] = ['docker-container', 'docker', 'remote']
 
 export class InputError extends Error {
@@ -82,6 +89,16 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const problems = new Problems()
   const pullRequest = (env.GITHUB_EVENT_NAME ?? '').startsWith('pull_request')
 
+  // Credentials first: their passwords are masked before any other line
+  // of this run can echo an input.
+  const credentials = credentialList(
+    read('registry-auth'),
+    env,
+    problems,
+    pullRequest
+  )
+  const secrets = secretList(parseList(read('secrets'), true), problems)
+
   // Image: a repository, tags come from `tags`.
   const image = repositoryInput('image', read('image'), problems, true)
 
@@ -99,6 +116,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const file = read('file')
   const buildArgs = parseList(read('build-args'), true)
   for (const arg of buildArgs) {
+    const name = arg.split('=')[0]
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) {
       problems.add('build-args', arg, 'is not NAME=value (one per line)')
     } else if (/,\s*[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) {
@@ -108,9 +126,24 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
           'argument. Put each argument on its own line.'
       )
     }
+    if (SECRET_NAME.test(name)) {
+      core.warning(
+        `build-args: ${name} looks like a secret; build arguments are ` +
+          'recorded in the image history and provenance. Pass it with ' +
+          '`secrets` and read it with RUN --mount=type=secret instead.'
+      )
+    }
   }
   const labels = parseList(read('labels'), true)
+  const annotations = parseList(read('annotations'), true)
   const target = read('target')
+  const secretFiles = parseList(read('secret-files'), true).map(line => {
+    const at = line.indexOf('=')
+    if (at <= 0) problems.add('secret-files', line, 'is not id=path')
+    return {id: line.slice(0, at), path: line.slice(at + 1)}
+  })
+  const cacheFrom = parseList(read('cache-from'), true)
+  const cacheTo = parseList(read('cache-to'), true)
 
   // Push: on by default, off for pull requests (fork PRs get no secrets).
   const push = booleanInput('push', read('push'), !pullRequest, problems)
@@ -129,8 +162,14 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     }
   }
 
-  // Credentials: a YAML list of registry, username, password.
-  const credentials = credentialList(read('registry-auth'), env, problems)
+  if (!push && mirrors.length > 0) {
+    core.notice('mirrors: skipped, because push is false and nothing is pushed')
+  }
+  warnUnusedCredentials(
+    credentials,
+    [image, ...mirrors],
+    [...cacheFrom, ...cacheTo]
+  )
 
   // Builder.
   const driver = read('driver') || 'docker-container'
@@ -169,7 +208,12 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     file,
     buildArgs,
     labels,
+    annotations,
     target,
+    secrets,
+    secretFiles,
+    cacheFrom,
+    cacheTo,
     push,
     mirrors,
     credentials,
@@ -303,7 +347,8 @@ function platformList(text: string, problems: Problems): string[] {
 function credentialList(
   text: string,
   env: NodeJS.ProcessEnv,
-  problems: Problems
+  problems: Problems,
+  pullRequest: boolean
 ): Credential[] {
   if (!text.trim()) return []
   let entries: unknown
@@ -350,6 +395,13 @@ function credentialList(
       )
       return
     }
+    if (!password && pullRequest) {
+      // Pull requests from forks get no secrets; building still works.
+      core.notice(
+        `${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`
+      )
+      return
+    }
     if (!password) {
       const from = passwordEnv
         ? `environment variable ${passwordEnv} is empty or unset`
@@ -370,6 +422,56 @@ function credentialList(
   return credentials
 }
 
+// Secrets as build-push-action takes them: one id=value per line.
+function secretList(
+  lines: string[],
+  problems: Problems
+): {id: string; value: string}[] {
+  return lines.flatMap(line => {
+    const at = line.indexOf('=')
+    if (at <= 0) {
+      // Quote only the part before '=': the rest may be the secret itself.
+      problems.list.push(
+        `secrets: an entry is not id=value (starts "${line.slice(0, 3)}...")`
+      )
+      return []
+    }
+    const value = line.slice(at + 1)
+    if (value) core.setSecret(value)
+    return [{id: line.slice(0, at), value}]
+  })
+}
+
+// A credential for a registry the run never touches is most likely a typo
+// in a host name; the login would succeed and the push would then fail.
+function warnUnusedCredentials(
+  credentials: Credential[],
+  repositories: string[],
+  cacheRefs: string[]
+): void {
+  const hosts = new Set(
+    repositories.filter(Boolean).map(r => registryKey(parseReference(r).domain))
+  )
+  for (const entry of cacheRefs) {
+    const ref = /(?:^|,)ref=([^,]+)/.exec(entry)?.[1]
+    if (ref) {
+      try {
+        hosts.add(registryKey(parseReference(ref).domain))
+      } catch {
+        // An odd cache ref is buildx's to judge.
+      }
+    }
+  }
+  for (const credential of credentials) {
+    if (!hosts.has(credential.key)) {
+      core.warning(
+        `registry-auth: ${credential.registry} is not the registry of image, ` +
+          'mirrors or cache refs; check the host name'
+      )
+    }
+  }
+}
+
 function booleanInput(
   input: string,
   value: string,
@@ -387,6 +489,7 @@ function booleanInput(
 function redact(inputs: Inputs): unknown {
   return {
     ...inputs,
+    secrets: inputs.secrets.map(secret => secret.id),
     credentials: inputs.credentials.map(c => ({
       registry: c.registry,
       username: c.username

@@ -1,4 +1,4 @@
-import {buildArgs, readDigest} from '../../src/build.js'
+import {buildArgs, readDigest, secretsEnvironment} from '../../src/build.js'
 import {bootArgs, createArgs, removeArgs} from '../../src/builder.js'
 import {emulatedPlatforms, installArgs} from '../../src/emulators.js'
 import type {Inputs} from '../../src/inputs.js'
@@ -13,7 +13,12 @@ const inputs: Inputs = {
   file: 'trunk/Dockerfile',
   buildArgs: ['JOBS=10'],
   labels: [],
+  annotations: [],
   target: '',
+  secrets: [],
+  secretFiles: [],
+  cacheFrom: [],
+  cacheTo: [],
   push: true,
   mirrors: ['registry.cn-hangzhou.aliyuncs.com/ossrs/srs'],
   credentials: [],
@@ -56,6 +61,28 @@ describe('command lines', () => {
       '/tmp/m.json',
       '.'
     ])
+  })
+
+  it('passes secrets by environment and cache refs through', () => {
+    const changed: Inputs = {
+      ...inputs,
+      secrets: [{id: 'GIT_AUTH_TOKEN', value: 'ghp_secret'}],
+      secretFiles: [{id: 'npmrc', path: '/home/u/.npmrc'}],
+      cacheFrom: ['type=gha'],
+      cacheTo: ['type=gha,mode=max'],
+      annotations: ['index:org.opencontainers.image.title=srs']
+    }
+    const args = buildArgs(changed, 'b1', 'm')
+    expect(args.join(' ')).not.toContain('ghp_secret')
+    expect(args.join(' ')).toContain(
+      '--annotation index:org.opencontainers.image.title=srs ' +
+        '--secret id=GIT_AUTH_TOKEN,env=MULTIARCH_SECRET_0 ' +
+        '--secret id=npmrc,src=/home/u/.npmrc ' +
+        '--cache-from type=gha --cache-to type=gha,mode=max'
+    )
+    expect(secretsEnvironment(changed)).toEqual({
+      MULTIARCH_SECRET_0: 'ghp_secret'
+    })
   })
 
   it('builds without pushing or loading when push is false', () => {

@@ -190,6 +190,73 @@ describe('getInputs', () => {
   })
 })
 
+describe('warnings and notices', () => {
+  it('warns about a build argument that looks like a secret', () => {
+    const {stdout} = accepted({...base, 'build-args': 'JOBS=2\nNPM_TOKEN=x'})
+    expect(stdout).toMatch(
+      /::warning::build-args: NPM_TOKEN looks like a secret.*secrets/
+    )
+    expect(stdout).not.toMatch(/JOBS looks like/)
+  })
+
+  it('masks build secrets and rejects malformed ones without quoting them', () => {
+    const {value, stdout} = accepted({
+      ...base,
+      secrets: 'GIT_AUTH_TOKEN=ghp_abc,def'
+    })
+    expect(value.secrets).toEqual([
+      {id: 'GIT_AUTH_TOKEN', value: 'ghp_abc,def'}
+    ])
+    expect(stdout).toContain('::add-mask::ghp_abc,def')
+    const message = problems({...base, secrets: 'ghp_abcdefgh'})
+    expect(message).toContain('secrets: an entry is not id=value')
+    expect(message).not.toContain('ghp_abcdefgh')
+  })
+
+  it('warns about credentials for a registry the run never touches', () => {
+    const {stdout} = accepted({
+      ...base,
+      mirrors: '127.0.0.1:5002/example/app',
+      'cache-from': 'type=registry,ref=127.0.0.1:5003/cache/app',
+      'registry-auth': [
+        '- {registry: 127.0.0.1:5001, username: a, password: x}',
+        '- {registry: 127.0.0.1:5002, username: b, password: y}',
+        '- {registry: 127.0.0.1:5003, username: c, password: z}',
+        '- {registry: regsitry.example.com, username: d, password: w}'
+      ].join('\n')
+    })
+    const warnings = stdout.split('\n').filter(l => l.startsWith('::warning'))
+    expect(warnings).toEqual([
+      expect.stringContaining(
+        'regsitry.example.com is not the registry of image'
+      )
+    ])
+  })
+
+  it('says mirrors are skipped when nothing is pushed (C29)', () => {
+    const {value, stdout} = accepted({
+      ...base,
+      push: 'false',
+      mirrors: '127.0.0.1:5002/x/y'
+    })
+    expect(value.push).toBe(false)
+    expect(stdout).toMatch(/::notice::mirrors: skipped, because push is false/)
+  })
+
+  it('skips a login without password on pull requests', () => {
+    const {value, stdout} = accepted(
+      {
+        ...base,
+        'registry-auth':
+          '- {registry: 127.0.0.1:5001, username: u, password-env: PW}'
+      },
+      {GITHUB_EVENT_NAME: 'pull_request'}
+    )
+    expect(value.credentials).toEqual([])
+    expect(stdout).toMatch(/::notice::.*no password on a pull request/)
+  })
+})
+
 describe('registry-auth', () => {
   const auth = `
 - registry: 127.0.0.1:5001
