@@ -31138,6 +31138,7 @@ const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
 // deliberate change, tested, never a surprise on release day.
 const DEFAULT_QEMU_IMAGE = 'docker.io/tonistiigi/binfmt:qemu-v7.0.0-28';
+const DEFAULT_BUILDX_URL = 'https://github.com/docker/buildx/releases/download';
 const SECRET_NAME = /TOKEN|PASSW|SECRET|KEY|CREDENTIAL|AUTH/i;
 const DRIVERS = ['docker-container', 'docker', 'remote'];
 class InputError extends Error {
@@ -31248,6 +31249,30 @@ function getInputs(env = process.env) {
     const noCache = booleanInput('no-cache', read('no-cache'), false, problems);
     const pull = booleanInput('pull', read('pull'), false, problems);
     const dryRun = booleanInput('dry-run', read('dry-run'), false, problems);
+    // Guards against emulated builds that crash or hang: generous defaults,
+    // since one step under QEMU can be silent for many minutes.
+    const buildTimeout = numberInput('build-timeout', read('build-timeout'), 300, problems);
+    const stallTimeout = numberInput('stall-timeout', read('stall-timeout'), 60, problems);
+    let debugPlatform = '';
+    if (read('debug-platform')) {
+        try {
+            debugPlatform = formatPlatform(parsePlatform(read('debug-platform')));
+        }
+        catch (error) {
+            problems.add('debug-platform', read('debug-platform'), `is not a platform: ${message(error)}`);
+        }
+    }
+    // buildx pinned for this run.
+    const buildxVersion = read('buildx-version');
+    if (buildxVersion &&
+        buildxVersion !== 'latest' &&
+        !/^v?\d+\.\d+\.\d+(-[\w.]+)?$/.test(buildxVersion)) {
+        problems.add('buildx-version', buildxVersion, 'is not latest or a version such as v0.28.0');
+    }
+    const buildxDownloadUrl = read('buildx-download-url') || DEFAULT_BUILDX_URL;
+    if (!/^https?:\/\/\S+$/.test(buildxDownloadUrl)) {
+        problems.add('buildx-download-url', buildxDownloadUrl, 'is not an http(s) URL');
+    }
     if (problems.list.length > 0)
         throw new InputError(problems.list);
     const inputs = {
@@ -31279,7 +31304,12 @@ function getInputs(env = process.env) {
         sbom,
         noCache,
         pull,
-        dryRun
+        dryRun,
+        buildTimeout,
+        stallTimeout,
+        debugPlatform,
+        buildxVersion,
+        buildxDownloadUrl
     };
     core/* debug */.Yz(`Resolved inputs: ${JSON.stringify(redact(inputs))}`);
     return inputs;
@@ -31472,6 +31502,16 @@ function warnUnusedCredentials(credentials, repositories, cacheRefs) {
                 'mirrors or cache refs; check the host name');
         }
     }
+}
+function numberInput(input, value, fallback, problems) {
+    const text = value.trim();
+    if (!text)
+        return fallback;
+    if (!/^\d+(\.\d+)?$/.test(text)) {
+        problems.add(input, value, 'is not a number (minutes; 0 turns it off)');
+        return fallback;
+    }
+    return Number(text);
 }
 function booleanInput(input, value, fallback, problems) {
     const text = value.trim();

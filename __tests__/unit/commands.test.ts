@@ -34,7 +34,12 @@ const inputs: Inputs = {
   sbom: 'false',
   noCache: false,
   pull: false,
-  dryRun: false
+  dryRun: false,
+  buildTimeout: 300,
+  stallTimeout: 60,
+  debugPlatform: '',
+  buildxVersion: '',
+  buildxDownloadUrl: 'https://github.com/docker/buildx/releases/download'
 }
 
 describe('command lines', () => {
