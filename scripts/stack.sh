@@ -22,6 +22,21 @@
 #                                         already has a working docker engine + buildx
 #   MA_MIRROR=http://deb.debian.org/debian  Debian mirror for the private apt state
 #                                         and mmdebstrap
+#   MA_PORT_BASE=5000                     first registry port (base); the others follow.
+#                                         Only for a second stack beside the usual one
+#                                         (with its own MA_STATE): the tests use 5000-5004.
+#
+# Registries (Debian's CNCF Distribution, 127.0.0.1 only, deletes enabled):
+#   base 5000 (no auth; keeps its storage)   hub 5001 main-ci / 'Main#Pa55 w0rd$'
+#   m1 5002 m1-ci / M1'Pa55"w0rd             m2 5003 m2-ci / M2\Pa55;w0rd|
+#   m3 5004 (no auth)                        hub, m1, m2, m3 start empty on every `up`
+# Base images: 127.0.0.1:5000/base/busybox:1 (amd64, arm64, arm/v7; `up`),
+#   127.0.0.1:5000/base/debian:bookworm (same platforms; `base-debian`),
+#   127.0.0.1:5000/test/binfmt-standin:1 (stand-in for tonistiigi/binfmt; `up`).
+# qemu binfmt handlers: `up` mounts binfmt_misc but registers none, since the
+#   action under test installs them (through the stand-in). `base-debian`
+#   registers Debian's qemu-aarch64/qemu-arm for mmdebstrap when missing and
+#   removes the ones it added when done.
 #
 # Needs root (apt, mounts, dockerd); `env` and `status` do not.
 # Debian 12 is the target. The system's apt sources are never modified: the
@@ -35,6 +50,23 @@ MA_CACHE=${MA_CACHE:-/var/cache/multiarch-action}
 MA_STATE=${MA_STATE:-/var/tmp/multiarch-stack}
 MA_MIRROR=${MA_MIRROR:-http://deb.debian.org/debian}
 MA_LOCAL_ENGINE=${MA_LOCAL_ENGINE:-}
+# Unless given, the port base is the one the stack in $MA_STATE was started with.
+if [[ -z ${MA_PORT_BASE:-} && -s $MA_STATE/port-base ]]; then
+	MA_PORT_BASE=$(<"$MA_STATE/port-base")
+fi
+MA_PORT_BASE=${MA_PORT_BASE:-5000}
+[[ $MA_PORT_BASE =~ ^[0-9]+$ ]] || { echo "stack: error: MA_PORT_BASE must be a number" >&2; exit 1; }
+
+# `purge` deletes $MA_STATE and `down` unmounts whatever is below it, so both
+# directories must be dedicated ones: absolute, two levels deep at least.
+for dir in "$MA_CACHE" "$MA_STATE"; do
+	if [[ $dir != /* || $dir == *..* || $dir =~ ^/+[^/]*/*$ ||
+		$dir =~ ^/+(var|usr|home|run|etc|opt|srv|mnt|media)/+(tmp|cache|lib|local|run|log|share)?/*$ ]]; then
+		echo "stack: error: '$dir' cannot be MA_CACHE or MA_STATE (use a dedicated directory)" >&2
+		exit 1
+	fi
+done
+MA_CACHE=${MA_CACHE%/} MA_STATE=${MA_STATE%/}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STANDIN_SRC=$SCRIPT_DIR/stack/binfmt-standin
@@ -64,14 +96,21 @@ APT_PACKAGES=(qemu-user-static binfmt-support docker-registry apache2-utils mmde
 
 # Debian 13 (trixie) packages extracted into $PREFIX, and the versions the
 # project was written against (a different upstream series only warns).
-ENGINE_DEBS=(docker.io containerd docker-buildx)
-declare -A ENGINE_SERIES=([docker.io]=26. [containerd]=1.7. [docker-buildx]=0.13.)
+# tini is dockerd's docker-init (`docker run --init`). docker-cli only comes
+# along on a machine without a docker CLI.
+ENGINE_DEBS=(docker.io containerd docker-buildx tini)
+declare -A ENGINE_SERIES=([docker.io]=26. [containerd]=1.7. [docker-buildx]=0.13. [docker-cli]=26.)
+DOCKER_CLI_LINK=${MA_DOCKER_CLI_LINK:-/usr/local/bin/docker} # overridable for testing
+if ! command -v docker >/dev/null || [[ $(readlink "$DOCKER_CLI_LINK" 2>/dev/null) == "$MA_CACHE/prefix/usr/bin/docker" ]]; then
+	ENGINE_DEBS+=(docker-cli)
+fi
 BUSYBOX_ARCHES=(amd64 arm64 armhf)
 
 # The fixed registries: name port user password. Base holds base images and
 # keeps its storage; the others start empty on every `up`.
 REGISTRIES=(base hub m1 m2 m3)
-declare -A REG_PORT=([base]=5000 [hub]=5001 [m1]=5002 [m2]=5003 [m3]=5004)
+declare -A REG_PORT=([base]=$((MA_PORT_BASE)) [hub]=$((MA_PORT_BASE + 1)) [m1]=$((MA_PORT_BASE + 2))
+	[m2]=$((MA_PORT_BASE + 3)) [m3]=$((MA_PORT_BASE + 4)))
 declare -A REG_USER=([base]='' [hub]=main-ci [m1]=m1-ci [m2]=m2-ci [m3]='')
 declare -A REG_PASS=(
 	[base]=''
@@ -99,12 +138,39 @@ take_lock() {
 	flock 9
 }
 
-# Single-quotes a value for `eval` by a POSIX shell.
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+# A value as a POSIX shell word for `eval`: as is when it is plain, else in
+# single quotes (a ' inside becomes '\'').
+shquote() {
+	if [[ $1 =~ ^[A-Za-z0-9_./:@%+=,-]+$ ]]; then
+		printf '%s' "$1"
+	else
+		printf "'%s'" "${1//\'/\'\\\'\'}"
+	fi
+}
 
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+# Read from /proc, so that it also works for a user other than the daemon's.
+# A killed daemon stays a zombie until init reaps it (which can take a
+# second), so a zombie counts as gone.
+pid_alive() {
+	[[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != [ZX] ]]
+}
 
-read_pid() { [[ -s $1 ]] && cat "$1" || true; }
+read_pid() { if [[ -s $1 ]]; then cat "$1"; fi; }
+
+# True if the pid in a pid file is alive and still runs that program (pids
+# get reused). A binary replaced on disk shows as "PATH (deleted)"; /proc/PID/exe
+# of another user's process is unreadable, which counts as a match.
+pidfile_runs() { # pidfile exe
+	local pid running
+	pid=$(read_pid "$1")
+	pid_alive "$pid" || return 1
+	running=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+	[[ ${running% (deleted)} == "$(readlink -f "$2")" ]]
+}
 
 # Starts a daemon in its own session so that it outlives this script and no
 # terminal hang-up reaches it; its output goes to a log file and it inherits
@@ -114,7 +180,7 @@ spawn() {
 	local logfile=$1
 	shift
 	(
-		for fd in /proc/$BASHPID/fd/*; do
+		for fd in "/proc/$BASHPID/fd"/*; do
 			fd=${fd##*/}
 			[[ $fd -gt 2 ]] && eval "exec $fd>&-"
 		done
@@ -124,22 +190,19 @@ spawn() {
 }
 
 # Stops the process in a pid file, but only if it still is the program we
-# started (pids get reused). TERM first; KILL after $3 seconds.
+# started (pids get reused). Signal $4 (TERM) first; KILL after $3 seconds.
 stop_pidfile() {
-	local pidfile=$1 exe=$2 wait_s=${3:-15} pid running
+	local pidfile=$1 exe=$2 wait_s=${3:-15} sig=${4:-TERM} pid
 	pid=$(read_pid "$pidfile")
-	# A binary replaced on disk shows as "PATH (deleted)".
-	running=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-	running=${running% (deleted)}
-	if pid_alive "$pid" && [[ $running == "$(readlink -f "$exe")" ]]; then
-		kill -TERM "$pid" 2>/dev/null || true
+	if pidfile_runs "$pidfile" "$exe"; then
+		kill "-$sig" "$pid" 2>/dev/null || true
 		local i
 		for ((i = 0; i < wait_s * 10; i++)); do
 			pid_alive "$pid" || break
 			sleep 0.1
 		done
 		if pid_alive "$pid"; then
-			log "$(basename "$exe") ($pid) ignored TERM, killing it"
+			log "$(basename "$exe") ($pid) ignored $sig, killing it"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
@@ -214,33 +277,45 @@ install_apt_packages() {
 	# held back with policy-rc.d for the length of the install.
 	local policy=/usr/sbin/policy-rc.d had_policy=
 	[[ -e $policy ]] && had_policy=1
-	[[ -n $had_policy ]] || printf '#!/bin/sh\nexit 101\n' >"$policy"
-	chmod +x "$policy"
+	if [[ -z $had_policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod +x "$policy"
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	local rc=0
 	# An unrelated unreachable source makes `update` complain; the install
 	# may still succeed, so only the install decides.
 	apt-get update -qq || log "warning: apt-get update reported errors"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		"${missing[@]}" >/dev/null || rc=$?
-	[[ -n $had_policy ]] || rm -f "$policy"
+	if [[ -z $had_policy ]]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
 	((rc == 0)) || die "apt-get install failed ($rc)"
-	# The Debian docker-registry package may have started its own instance on
-	# :5000 anyway (systemd machines ignore policy-rc.d); stop it so that port
-	# is free for the base registry.
-	if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
-		log "stopping the docker-registry system service (it takes port 5000)"
+}
+
+# On a machine run by systemd the docker-registry package enables its own
+# service on :5000, which would start again at every boot: the stack's base
+# registry needs that port, so the service is stopped and disabled.
+quiet_system_registry() {
+	[[ -d /run/systemd/system ]] && command -v systemctl >/dev/null || return 0
+	if systemctl is-enabled --quiet docker-registry 2>/dev/null ||
+		systemctl is-active --quiet docker-registry 2>/dev/null; then
+		log "stopping and disabling the docker-registry system service (it takes port 5000)"
 		systemctl disable --now docker-registry >/dev/null 2>&1 || true
 	fi
 }
 
 # Debian 13's InRelease is signed with the trixie keys, which Debian 12's
-# debian-archive-keyring has carried since 2023.3+deb12u1. An older keyring is
-# upgraded from Debian 12 itself (no other source is added).
+# debian-archive-keyring has carried since 2023.3+deb12u1. A missing or older
+# keyring is installed or upgraded through the system's own sources (no other
+# source is added).
 ensure_trixie_keyring() {
 	[[ -e /usr/share/keyrings/debian-archive-trixie-automatic.gpg ]] && return
-	log "debian-archive-keyring lacks the Debian 13 keys; upgrading it"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade debian-archive-keyring >/dev/null
+	log "debian-archive-keyring lacks the Debian 13 keys; installing the current one"
+	apt-get update -qq || log "warning: apt-get update reported errors"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-archive-keyring >/dev/null
 	[[ -e /usr/share/keyrings/debian-archive-trixie-automatic.gpg ]] ||
 		die "this debian-archive-keyring has no Debian 13 key; install a newer one (bookworm-backports)"
 }
@@ -248,7 +323,6 @@ ensure_trixie_keyring() {
 # apt-get/apt-cache with a state of their own: own sources.list, lists,
 # cache, status file and preferences. Nothing of the system's apt setup
 # except apt.conf (proxies and the like) takes part.
-APT_ARCHES=()
 papt() {
 	local tool=$1
 	shift
@@ -307,7 +381,8 @@ fetch_debs() {
 	(cd "$DEB_DIR" && papt apt-get download -qq "${missing[@]}")
 }
 
-# Extracts the engine debs into $PREFIX; redone when the set of debs changes.
+# Extracts the engine debs into $PREFIX; redone when the set of debs changes
+# (`up` then restarts an engine that still runs the replaced binaries).
 ensure_prefix() {
 	local debs=() pkg native
 	native=$(dpkg --print-architecture)
@@ -315,7 +390,7 @@ ensure_prefix() {
 		debs+=("$(deb_path "$pkg" "$native")")
 		local ver
 		ver=$(dpkg-deb -f "${debs[-1]}" Version)
-		[[ ${ver#*:} == "${ENGINE_SERIES[$pkg]}"* ]] ||
+		[[ ${ver#*:} == "${ENGINE_SERIES[$pkg]:-}"* ]] ||
 			log "warning: $pkg is $ver, the stack was written for ${ENGINE_SERIES[$pkg]}x"
 	done
 	local stamp
@@ -356,21 +431,39 @@ install_done() {
 	done
 	if [[ $ENGINE_MODE == local ]]; then
 		[[ -x $PREFIX/usr/sbin/dockerd && -x $PREFIX/usr/bin/containerd && -x $BUILDX_BIN ]] || return 1
+		local pkg
+		for pkg in "${ENGINE_DEBS[@]}"; do
+			grep -q "^${pkg}_" "$PREFIX/.debs" 2>/dev/null || return 1
+		done
 		[[ -L $DOCKER_CFG/cli-plugins/docker-buildx ]] || return 1
+		command -v docker >/dev/null || return 1
 		docker buildx version >/dev/null 2>&1 || return 1
 	fi
 }
 
+# Without a docker CLI of its own the machine gets Debian 13's.
+ensure_docker_cli() {
+	[[ " ${ENGINE_DEBS[*]} " == *" docker-cli "* ]] || return 0
+	[[ $(readlink "$DOCKER_CLI_LINK" 2>/dev/null) == "$PREFIX/usr/bin/docker" ]] && return
+	[[ -e $DOCKER_CLI_LINK || -L $DOCKER_CLI_LINK ]] &&
+		die "no docker CLI on PATH, but $DOCKER_CLI_LINK exists: fix PATH"
+	log "no docker CLI on PATH: linking $DOCKER_CLI_LINK -> $PREFIX/usr/bin/docker"
+	mkdir -p "${DOCKER_CLI_LINK%/*}"
+	ln -sfn "$PREFIX/usr/bin/docker" "$DOCKER_CLI_LINK"
+	hash -r
+}
+
 cmd_install() {
 	need_root install
-	command -v docker >/dev/null || die "the docker CLI is not on PATH"
 	decide_engine_mode
 	install_apt_packages
 	fetch_debs
 	if [[ $ENGINE_MODE == local ]]; then
 		ensure_prefix
+		ensure_docker_cli
 		ensure_buildx_plugin
 	fi
+	quiet_system_registry
 }
 
 # ------------------------------------------------------------------ binfmt --
@@ -407,10 +500,12 @@ engine_answers() { timeout 10 "${DK[@]}" info >/dev/null 2>&1; }
 
 start_containerd() {
 	local pid
-	pid=$(read_pid "$RUN_DIR/containerd.pid")
-	if pid_alive "$pid" && [[ -S $CONTAINERD_SOCK ]]; then
+	if pidfile_runs "$RUN_DIR/containerd.pid" "$PREFIX/usr/bin/containerd" && [[ -S $CONTAINERD_SOCK ]] &&
+		"$PREFIX/usr/bin/ctr" --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
 		return
 	fi
+	# One that runs but does not answer is replaced.
+	stop_pidfile "$RUN_DIR/containerd.pid" "$PREFIX/usr/bin/containerd" 15
 	mkdir -p "$ENGINE_DIR/containerd" "$RUN_DIR/containerd-state" "$LOG_DIR"
 	# Only what dockerd needs: the CRI plugin (Kubernetes) is switched off, and
 	# every socket and directory is private to this stack.
@@ -450,16 +545,18 @@ EOF
 
 start_dockerd() {
 	local pid
-	pid=$(read_pid "$RUN_DIR/dockerd.pid")
-	if pid_alive "$pid" && engine_answers; then
+	if pidfile_runs "$RUN_DIR/dockerd.pid" "$PREFIX/usr/sbin/dockerd" && engine_answers; then
 		return
 	fi
+	# One that runs but does not answer is replaced; a stale pid file would
+	# make dockerd refuse to start if its pid had been reused.
+	stop_pidfile "$RUN_DIR/dockerd.pid" "$PREFIX/usr/sbin/dockerd" 30
 	mkdir -p "$ENGINE_DIR/docker" "$RUN_DIR/docker-exec" "$LOG_DIR"
 	# containerd-snapshotter: images live in containerd's store, which is what
 	# lets the docker driver of buildx build and push multi-platform images.
 	# 127.0.0.0/8 is plain-http by default already; the list makes it explicit.
 	local regs
-	regs=$(printf '"127.0.0.1:%s",' {5000..5009})
+	regs=$(printf '"127.0.0.1:%s",' $(seq "$MA_PORT_BASE" $((MA_PORT_BASE + 9))))
 	cat >"$MA_STATE/daemon.json" <<EOF
 {
   "features": { "containerd-snapshotter": true },
@@ -469,9 +566,11 @@ EOF
 	rm -f "$DOCKER_SOCK"
 	# No bridge and no iptables: the stack must not touch the host's network
 	# set-up (containers get --network host or none). The cgroup parent keeps
-	# its containers apart from another engine's. The pid file is dockerd's own.
+	# its containers apart from another engine's. The socket belongs to group
+	# root (Debian has no "docker" group without docker.io installed). The pid
+	# file is dockerd's own.
 	log "starting dockerd ($DOCKER_SOCK)"
-	spawn "$LOG_DIR/dockerd.log" env PATH="$ENGINE_PATH" \
+	pid=$(spawn "$LOG_DIR/dockerd.log" env PATH="$ENGINE_PATH" \
 		"$PREFIX/usr/sbin/dockerd" \
 		--config-file "$MA_STATE/daemon.json" \
 		--host "unix://$DOCKER_SOCK" \
@@ -479,12 +578,13 @@ EOF
 		--data-root "$ENGINE_DIR/docker" \
 		--exec-root "$RUN_DIR/docker-exec" \
 		--pidfile "$RUN_DIR/dockerd.pid" \
-		--cgroup-parent multiarch-stack \
+		--cgroup-parent multiarch-stack --group root \
 		--bridge=none --iptables=false --ip6tables=false --ip-forward=false \
-		--userland-proxy-path "$PREFIX/usr/sbin/docker-proxy" >/dev/null
+		--userland-proxy-path "$PREFIX/usr/sbin/docker-proxy")
 	local i
 	for ((i = 0; i < 600; i++)); do
 		[[ -S $DOCKER_SOCK ]] && engine_answers && return
+		pid_alive "$pid" || break
 		sleep 0.1
 	done
 	tail -n 20 "$LOG_DIR/dockerd.log" >&2 || true
@@ -497,6 +597,14 @@ ENGINE_PATH=$PREFIX/usr/bin:$PREFIX/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr
 
 start_engine() {
 	mkdir -p "$RUN_DIR" "$LOG_DIR"
+	local d
+	for d in dockerd containerd; do
+		if [[ $(readlink "/proc/$(read_pid "$RUN_DIR/$d.pid")/exe" 2>/dev/null) == *" (deleted)" ]]; then
+			log "the engine binaries were replaced: restarting dockerd and containerd"
+			stop_engine
+			break
+		fi
+	done
 	start_containerd
 	start_dockerd
 }
@@ -505,9 +613,24 @@ stop_engine() {
 	stop_pidfile "$RUN_DIR/dockerd.pid" "$PREFIX/usr/sbin/dockerd" 30
 	stop_pidfile "$RUN_DIR/containerd.pid" "$PREFIX/usr/bin/containerd" 15
 	rm -f "$DOCKER_SOCK" "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc"
+	release_mounts
+}
+
+# dockerd leaves mounts behind when it exits (the bind mount of the host's
+# network namespace under its exec-root, its data-root bind mount, and any
+# rootfs of a container that was killed with it). With the engine stopped,
+# every mount under the state dir is ours and can go, deepest first.
+release_mounts() {
+	local mp
+	awk -v dir="$MA_STATE/" 'index($2, dir) == 1 { print $2 }' /proc/self/mounts | sort -r |
+		while read -r mp; do
+			umount -l "$mp" 2>/dev/null || log "warning: could not unmount $mp"
+		done
 }
 
 # -------------------------------------------------------------- registries --
+
+REGISTRY_BIN=/usr/bin/docker-registry # Debian's CNCF Distribution 2.8
 
 valid_registry_name() { [[ $1 =~ ^[a-z0-9][a-z0-9_-]*$ ]]; }
 
@@ -517,8 +640,10 @@ registry_http_code() { # port [user pass]
 	curl "${args[@]}" "http://127.0.0.1:$1/v2/" 2>/dev/null || true
 }
 
-stop_registry() {
-	stop_pidfile "$RUN_DIR/registry-$1.pid" /usr/bin/docker-registry 10
+# A registry whose storage is about to be wiped is simply killed (TERM makes
+# Distribution wait for in-flight requests, over a second each time).
+stop_registry() { # name [TERM|KILL]
+	stop_pidfile "$RUN_DIR/registry-$1.pid" "$REGISTRY_BIN" 10 "${2:-TERM}"
 	rm -f "$RUN_DIR/registry-$1.meta"
 }
 
@@ -528,16 +653,22 @@ stop_registry() {
 start_registry() {
 	local name=$1 port=$2 user=$3 pass=$4 keep=$5
 	valid_registry_name "$name" || die "bad registry name '$name'"
-	[[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "bad port '$port'"
+	if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "bad port '$port'"; fi
 	local dir=$REG_DIR/$name
 	local pid
-	pid=$(read_pid "$RUN_DIR/registry-$name.pid")
 	local meta="$port $user"
-	if [[ $keep == 1 ]] && pid_alive "$pid" && [[ $(cat "$RUN_DIR/registry-$name.meta" 2>/dev/null) == "$meta" ]]; then
+	if [[ $keep == 1 ]] && pidfile_runs "$RUN_DIR/registry-$name.pid" "$REGISTRY_BIN" &&
+		[[ $(cat "$RUN_DIR/registry-$name.meta" 2>/dev/null) == "$meta" ]]; then
 		return # a keeper that already runs as asked: nothing to do
 	fi
-	stop_registry "$name"
-	port_busy "$port" && die "port 127.0.0.1:$port is taken by another program"
+	if [[ $keep == 1 ]]; then stop_registry "$name"; else stop_registry "$name" KILL; fi
+	if port_busy "$port"; then
+		local other
+		other=$(grep -l "^$port " "$RUN_DIR"/registry-*.meta 2>/dev/null | head -n1 || true)
+		other=${other##*/registry-}
+		[[ -n $other ]] && die "port 127.0.0.1:$port is taken by registry ${other%.meta} of this stack"
+		die "port 127.0.0.1:$port is taken by another program"
+	fi
 	mkdir -p "$dir" "$LOG_DIR"
 	[[ $keep == 1 ]] || rm -rf "$dir/storage"
 	mkdir -p "$dir/storage"
@@ -574,7 +705,7 @@ $auth
 EOF
 	chmod 0600 "$dir/config.yml" # it holds the http secret
 	log "starting registry $name on 127.0.0.1:$port${user:+ (user $user)}"
-	pid=$(spawn "$LOG_DIR/registry-$name.log" /usr/bin/docker-registry serve "$dir/config.yml")
+	pid=$(spawn "$LOG_DIR/registry-$name.log" "$REGISTRY_BIN" serve "$dir/config.yml")
 	echo "$pid" >"$RUN_DIR/registry-$name.pid"
 	echo "$meta" >"$RUN_DIR/registry-$name.meta"
 	local i code
@@ -731,8 +862,11 @@ push_multiarch() {
 		parts+=("$tagged")
 	done
 	log "joining ${parts[*]} into $ref"
-	dk buildx imagetools create -t "$ref" "${parts[@]}" >/dev/null 2>&1 ||
-		dk buildx imagetools create -t "$ref" "${parts[@]}"
+	local out
+	if ! out=$(dk buildx imagetools create -t "$ref" "${parts[@]}" 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "imagetools create $ref failed"
+	fi
 }
 
 ensure_busybox_image() {
@@ -750,15 +884,11 @@ ensure_busybox_image() {
 # busybox image. The build context is hashed, and the hash is pushed as an
 # extra tag, so an edited binfmt.sh or a new qemu package causes a rebuild.
 ensure_standin_image() {
-	local ctx
-	ctx=$(mktemp -d)
-	mkdir -p "$ctx/qemu"
-	cp "$STANDIN_SRC/Dockerfile" "$STANDIN_SRC/binfmt.sh" "$ctx/"
-	chmod 0755 "$ctx/binfmt.sh"
-	local name arch def magic mask
-	# Emulators the stand-in offers (as tonistiigi/binfmt names them); Debian
-	# has no binfmt definition for the host's own architectures, which are
-	# left out automatically.
+	local table name arch def magic mask emus=()
+	table=$(mktemp)
+	# Emulators the stand-in offers, named as tonistiigi/binfmt names them.
+	# Debian ships no binfmt definition for the host's own architectures, so
+	# those drop out by themselves.
 	for name in aarch64:arm64 arm:arm riscv64:riscv64 ppc64le:ppc64le s390x:s390x \
 		i386:386 mips64el:mips64le mips64:mips64 loongarch64:loong64 x86_64:amd64; do
 		arch=${name#*:}
@@ -768,20 +898,37 @@ ensure_standin_image() {
 		magic=$(awk '$1 == "magic" { print $2 }' "$def")
 		mask=$(awk '$1 == "mask" { print $2 }' "$def")
 		[[ -n $magic && -n $mask ]] || continue
-		echo "qemu-$name $arch $magic $mask" >>"$ctx/emulators.table"
-		cp "/usr/bin/qemu-$name-static" "$ctx/qemu/qemu-$name"
+		echo "qemu-$name $arch $magic $mask" >>"$table"
+		emus+=("$name")
 	done
+	# The image is named after what goes into it: the two source files, the
+	# table and the qemu package version (hashing the binaries takes longer).
 	local hash
-	hash=$(cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+	hash=$({
+		cat "$STANDIN_SRC/Dockerfile" "$STANDIN_SRC/binfmt.sh" "$table"
+		dpkg-query -W -f='${Version}\n' qemu-user-static
+	} | sha256sum | cut -c1-16)
 	local hashref=${STANDIN_IMAGE%:*}:ctx-$hash
 	if image_in_registry "$STANDIN_IMAGE" && image_in_registry "$hashref"; then
-		rm -rf "$ctx"
+		rm -f "$table"
 		return
 	fi
 	log "building $STANDIN_IMAGE (stand-in for tonistiigi/binfmt)"
-	# Only COPY steps, so nothing runs under emulation; single platform, no
-	# provenance attestation (the real image has none either).
-	dk buildx build --quiet --platform linux/amd64 --provenance=false --load \
+	local ctx
+	ctx=$(mktemp -d)
+	mkdir -p "$ctx/qemu"
+	cp "$STANDIN_SRC/Dockerfile" "$STANDIN_SRC/binfmt.sh" "$ctx/"
+	chmod 0755 "$ctx/binfmt.sh"
+	mv "$table" "$ctx/emulators.table"
+	for name in "${emus[@]}"; do
+		cp "/usr/bin/qemu-$name-static" "$ctx/qemu/qemu-$name"
+	done
+	# Only COPY steps, so nothing runs under emulation; the host's platform
+	# (its qemu binaries are the host's); no provenance attestation, which
+	# the real image does not have either.
+	local platform
+	platform=linux/$(dk version --format '{{.Server.Arch}}')
+	dk buildx build --quiet --platform "$platform" --provenance=false --load \
 		--build-arg "BASE_IMAGE=$BUSYBOX_IMAGE" -t "$STANDIN_IMAGE" "$ctx" >/dev/null
 	dk tag "$STANDIN_IMAGE" "$hashref"
 	dk push -q "$STANDIN_IMAGE" >/dev/null
@@ -806,16 +953,19 @@ restore_binfmt() {
 }
 
 debian_tarball() {
-	local arch=$1 out=$BASE_DIR/debian-bookworm-$arch.tar
+	local arch=$1
+	local out=$BASE_DIR/debian-bookworm-$arch.tar
 	if [[ -s $out ]]; then
 		echo "$out"
 		return
 	fi
 	mkdir -p "$BASE_DIR"
-	log "mmdebstrap --variant=minbase --arch=$arch bookworm (about 1.5 min)"
+	log "mmdebstrap --variant=minbase --arch=$arch bookworm (about 20 s native, 100 s under qemu)"
 	local t0=$SECONDS
-	# /dev entries are dropped: docker provides /dev at run time.
-	mmdebstrap --quiet --variant=minbase --arch="$arch" --format=tar bookworm - "$MA_MIRROR" |
+	# /dev entries are dropped: docker provides /dev at run time. Its
+	# progress lines go to stderr like this script's own.
+	mmdebstrap --variant=minbase --arch="$arch" --format=tar bookworm - "$MA_MIRROR" \
+		2> >(sed -u 's/^/stack: mmdebstrap: /' >&2) |
 		mmtarfilter --path-exclude='/dev/*' >"$out.tmp"
 	mv "$out.tmp" "$out"
 	log "debian rootfs for $arch: $((SECONDS - t0)) s, $(du -h "$out" | cut -f1)"
@@ -869,12 +1019,13 @@ cmd_up() {
 	local t0=$SECONDS
 	take_lock
 	# A private engine started earlier wins over one that appeared since.
-	if pid_alive "$(read_pid "$RUN_DIR/dockerd.pid")"; then
+	if pidfile_runs "$RUN_DIR/dockerd.pid" "$PREFIX/usr/sbin/dockerd"; then
 		set_engine_mode local
 	else
 		decide_engine_mode
 	fi
 	install_done || cmd_install
+	quiet_system_registry
 	mkdir -p "$RUN_DIR" "$LOG_DIR"
 	mount_binfmt
 	if [[ $ENGINE_MODE == local ]]; then
@@ -883,6 +1034,7 @@ cmd_up() {
 	else
 		echo "external ${DOCKER_HOST:-}" >"$MODE_FILE"
 	fi
+	echo "$MA_PORT_BASE" >"$MA_STATE/port-base"
 	start_fixed_registries
 	ensure_busybox_image
 	ensure_standin_image
@@ -906,7 +1058,7 @@ cmd_down() {
 		log "stopping dockerd and containerd"
 		stop_engine
 	fi
-	rm -f "$MODE_FILE"
+	rm -f "$MODE_FILE" "$MA_STATE/port-base"
 }
 
 cmd_purge() {
@@ -944,19 +1096,20 @@ cmd_env() {
 cmd_status() {
 	local bad=0 mode='' host='' pid
 	if [[ -s $MODE_FILE ]]; then read -r mode host <"$MODE_FILE"; fi
-	printf '%-12s %s\n' mode "${mode:-down}${host:+ ($host)}"
+	printf '%-16s %s\n' mode "${mode:-down}${host:+ ($host)}"
 	if [[ $mode == local ]]; then
-		for pid in containerd dockerd; do
-			local p
-			p=$(read_pid "$RUN_DIR/$pid.pid")
-			if pid_alive "$p"; then
-				printf '%-12s running pid %s\n' "$pid" "$p"
+		local d exe
+		for d in containerd dockerd; do
+			exe=$PREFIX/usr/bin/$d
+			[[ $d == dockerd ]] && exe=$PREFIX/usr/sbin/$d
+			if pidfile_runs "$RUN_DIR/$d.pid" "$exe"; then
+				printf '%-16s running pid %s\n' "$d" "$(read_pid "$RUN_DIR/$d.pid")"
 			else
-				printf '%-12s STOPPED\n' "$pid"
+				printf '%-16s STOPPED\n' "$d"
 				bad=1
 			fi
 		done
-		printf '%-12s %s\n' socket "unix://$DOCKER_SOCK"
+		printf '%-16s %s\n' socket "unix://$DOCKER_SOCK"
 	fi
 	local f name port user
 	for f in "$RUN_DIR"/registry-*.pid; do
@@ -965,16 +1118,16 @@ cmd_status() {
 		name=${name%.pid}
 		read -r port user <"$RUN_DIR/registry-$name.meta" 2>/dev/null || true
 		pid=$(read_pid "$f")
-		if pid_alive "$pid"; then
-			printf '%-12s running pid %s on 127.0.0.1:%s%s\n' "registry-$name" "$pid" "$port" "${user:+ user $user}"
+		if pidfile_runs "$f" "$REGISTRY_BIN"; then
+			printf '%-16s running pid %s on 127.0.0.1:%s%s\n' "registry-$name" "$pid" "$port" "${user:+ user $user}"
 		else
-			printf '%-12s STOPPED (127.0.0.1:%s)\n' "registry-$name" "$port"
+			printf '%-16s STOPPED (127.0.0.1:%s)\n' "registry-$name" "$port"
 			bad=1
 		fi
 	done
 	local h
 	h=$(registered_qemu_handlers | tr '\n' ' ')
-	printf '%-12s %s\n' binfmt "${h:-no qemu handlers}"
+	printf '%-16s %s\n' binfmt "${h:-no qemu handlers}"
 	[[ -n $mode ]] || bad=1
 	return "$bad"
 }

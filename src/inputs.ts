@@ -9,7 +9,16 @@ import {
   repositoryKey,
   repositoryName
 } from './reference.js'
-import {tagsFromRef} from './tags.js'
+import {
+  DEFAULT_VERSION_PATTERN,
+  defaultTags,
+  isTemplate,
+  parseVersion,
+  readFileVersion,
+  renderTemplate,
+  type Release,
+  type TagContext
+} from './tags.js'
 
 // The action's whole input contract, read once into one typed object and
 // validated before anything on the runner or in a registry changes. Every
@@ -27,6 +36,9 @@ export interface Credential {
 export interface Inputs {
   image: string
   tags: string[]
+  // Tags that move from release to release (5, v5, latest).
+  floatingTags: string[]
+  version: string
   platforms: string[]
   context: string
   file: string
@@ -111,8 +123,52 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   // Image: a repository, tags come from `tags`.
   const image = repositoryInput('image', read('image'), problems, true)
 
-  // Tags: bare tags, or the git tag of a tag push.
-  const tags = tagList(read('tags'), env.GITHUB_REF, problems)
+  // Tags: bare tags and templates, or the git tag of a tag push.
+  const latest = booleanInput('latest', read('latest'), false, problems)
+  const versionFile = read('version-file')
+  let fileVersion: string | undefined
+  if (versionFile) {
+    try {
+      fileVersion =
+        readFileVersion(
+          versionFile,
+          read('version-pattern') || DEFAULT_VERSION_PATTERN
+        ) || undefined
+      if (!fileVersion) {
+        problems.add(
+          'version-pattern',
+          read('version-pattern') || DEFAULT_VERSION_PATTERN,
+          `matches nothing in ${versionFile}`
+        )
+      }
+    } catch (error) {
+      problems.add(
+        'version-file',
+        versionFile,
+        `cannot be read: ${message(error)}`
+      )
+    }
+  }
+  const tagContext: TagContext = {
+    ref: env.GITHUB_REF,
+    sha: env.GITHUB_SHA,
+    latest,
+    fileVersion
+  }
+  const release = tagList(read('tags'), tagContext, problems)
+  release.notices.forEach(notice => core.notice(notice))
+  const tags = release.tags
+  const version = release.version
+  if (fileVersion && version?.patch !== undefined) {
+    const tagged = `${version.major}.${version.minor}.${version.patch}`
+    if (tagged !== fileVersion) {
+      problems.add(
+        'version-file',
+        versionFile,
+        `says ${fileVersion}, but the git tag ${version.name} is ${tagged}`
+      )
+    }
+  }
 
   // Platforms: normalised, duplicates in other spellings reported once.
   const platforms = platformList(
@@ -143,7 +199,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
       )
     }
   }
-  const labels = parseList(read('labels'), true)
+  const labels = withOciLabels(parseList(read('labels'), true), version, env)
   const annotations = parseList(read('annotations'), true)
   const target = read('target')
   const secretFiles = parseList(read('secret-files'), true).map(line => {
@@ -261,6 +317,8 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const inputs: Inputs = {
     image,
     tags,
+    floatingTags: release.floating,
+    version: version?.version ?? '',
     platforms,
     context,
     file,
@@ -337,27 +395,40 @@ export function sameRepository(a: string, b: string): boolean {
 
 function tagList(
   text: string,
-  ref: string | undefined,
+  context: TagContext,
   problems: Problems
-): string[] {
+): Release {
   const given = parseList(text)
   if (given.length === 0) {
-    const derived = tagsFromRef(ref)
+    const derived = defaultTags(context)
     if (!derived) {
       problems.add(
         'tags',
         text,
-        `is empty and GITHUB_REF (${ref ?? 'unset'}) is not a tag push; ` +
-          'give the tags to write, such as v1.2.3'
+        `is empty and GITHUB_REF (${context.ref ?? 'unset'}) is not a tag ` +
+          'push; give the tags to write, such as v1.2.3'
       )
-      return []
+      return {tags: [], floating: [], notices: []}
     }
-    derived.notices.forEach(notice => core.notice(notice))
-    return derived.tags
+    return derived
   }
   const tags: string[] = []
   for (const tag of given) {
-    if (tag.includes('/') || tag.includes(':')) {
+    if (isTemplate(tag)) {
+      // Template output counts as derived: cleaned, never rejected.
+      const {tag: rendered, missing} = renderTemplate(tag, context)
+      if (missing) {
+        problems.add(
+          'tags',
+          tag,
+          `uses ${missing}, which has no value in this run`
+        )
+      } else if (!rendered) {
+        problems.add('tags', tag, 'renders to no valid tag')
+      } else if (!tags.includes(rendered)) {
+        tags.push(rendered)
+      }
+    } else if (tag.includes('/') || tag.includes(':')) {
       problems.add(
         'tags',
         tag,
@@ -374,7 +445,13 @@ function tagList(
       tags.push(tag)
     }
   }
-  return tags
+  const floating = context.latest ? ['latest'] : []
+  return {
+    version: parseVersion(context.ref),
+    tags: [...new Set([...tags, ...floating])],
+    floating,
+    notices: []
+  }
 }
 
 function platformList(text: string, problems: Problems): string[] {
@@ -533,6 +610,28 @@ function warnUnusedCredentials(
       )
     }
   }
+}
+
+// OCI labels from the GitHub context, unless the user sets them.
+export function withOciLabels(
+  labels: string[],
+  version: {version: string} | undefined,
+  env: NodeJS.ProcessEnv
+): string[] {
+  const server = env.GITHUB_SERVER_URL || 'https://github.com'
+  const repository = env.GITHUB_REPOSITORY
+  const ours: Record<string, string | undefined> = {
+    'org.opencontainers.image.source': repository && `${server}/${repository}`,
+    'org.opencontainers.image.url': repository && `${server}/${repository}`,
+    'org.opencontainers.image.revision': env.GITHUB_SHA,
+    'org.opencontainers.image.version': version?.version,
+    'org.opencontainers.image.created': new Date().toISOString()
+  }
+  const given = new Set(labels.map(label => label.split('=')[0]))
+  const added = Object.entries(ours)
+    .filter(([key, value]) => value && !given.has(key))
+    .map(([key, value]) => `${key}=${value}`)
+  return [...labels, ...added]
 }
 
 function numberInput(

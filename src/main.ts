@@ -11,6 +11,7 @@ import {copyToMirrors, type MirrorResult} from './mirrors.js'
 import {printPlan} from './plan.js'
 import {setOutputs, writeSummary, type Timing} from './report.js'
 import * as state from './state.js'
+import {keepFloatingForward} from './tags.js'
 
 // The release recipe: one call per phase, each in its own log group.
 
@@ -45,12 +46,17 @@ export async function main(): Promise<void> {
       prepareBuilder(inputs)
     )
     await phase('Logging in', () => login(inputs.credentials))
-    const built = await phase('Building', () => build(inputs, builder, tempDir))
+    const release = await phase('Checking floating tags', () =>
+      floatingTags(inputs, builder)
+    )
+    const built = await phase('Building', () =>
+      build(release, builder, tempDir)
+    )
     const mirrors = await phase('Copying to mirrors', () =>
-      mirror(inputs, builder, built)
+      mirror(release, builder, built)
     )
     await phase('Reporting', async () => {
-      const outcome = {inputs, builder, built, mirrors, timings}
+      const outcome = {inputs: release, builder, built, mirrors, timings}
       setOutputs(outcome)
       await writeSummary(outcome)
     })
@@ -84,6 +90,21 @@ async function mirror(
     inputs.mirrors,
     inputs.tags
   )
+}
+
+// The tags to write after leaving newer floating tags where they are.
+async function floatingTags(inputs: Inputs, builder: string): Promise<Inputs> {
+  if (!inputs.push || inputs.floatingTags.length === 0 || !inputs.version) {
+    return inputs
+  }
+  const {tags} = await keepFloatingForward(
+    inputs.image,
+    inputs.tags,
+    inputs.floatingTags,
+    inputs.version,
+    builder
+  )
+  return {...inputs, tags}
 }
 
 function workDir(): string {

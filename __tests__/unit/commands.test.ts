@@ -8,6 +8,8 @@ import {copyArgs, inspectArgs, parseInspect} from '../../src/mirrors.js'
 const inputs: Inputs = {
   image: 'ossrs/srs',
   tags: ['v6.0.145', '6'],
+  floatingTags: ['6'],
+  version: '6.0.145',
   platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'],
   context: '.',
   file: 'trunk/Dockerfile',

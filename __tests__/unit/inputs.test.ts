@@ -126,7 +126,11 @@ describe('getInputs', () => {
       {...base, tags: ''},
       {GITHUB_REF: 'refs/tags/v2.1.2-alpha+a3aefa34'}
     )
-    expect(value.tags).toEqual(['v2.1.2-alpha-a3aefa34'])
+    // C06: a pre-release, so no major tag; `+` becomes `-` with a notice.
+    expect(value.tags).toEqual([
+      'v2.1.2-alpha-a3aefa34',
+      '2.1.2-alpha-a3aefa34'
+    ])
     expect(stdout).toContain('::notice::')
   })
 

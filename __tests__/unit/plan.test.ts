@@ -1,3 +1,4 @@
+import {jest} from '@jest/globals'
 import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -26,10 +27,12 @@ describe('dry-run plan', () => {
       ACR_PASSWORD: 'acr-secret',
       MULTIARCH_BINFMT_DIR: mkdtempSync(join(tmpdir(), 'binfmt-'))
     }
+    jest.useFakeTimers({now: new Date('2026-12-01T00:00:00Z')})
     const {value, error} = withInputs(SRS, () => plan(getInputs()), env)
     expect(error).toBeUndefined()
     const lines = value!.map(command => command.join(' '))
     expect(lines.join('\n')).not.toMatch(/hub-secret|acr-secret/)
     expect(lines).toMatchSnapshot()
+    jest.useRealTimers()
   })
 })

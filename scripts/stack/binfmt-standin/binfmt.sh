@@ -50,13 +50,13 @@ show_version=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-install | --install | -uninstall | --uninstall | -mount | --mount)
-		[ $# -ge 2 ] || { say "flag needs an argument: $1"; exit 2; }
+		[ $# -ge 2 ] || { say "flag needs an argument: -${1#"${1%%[!-]*}"}"; exit 2; }
 		opt=${1#-}; opt=${opt#-}; val=$2; shift 2 ;;
 	-install=* | --install=* | -uninstall=* | --uninstall=* | -mount=* | --mount=*)
 		opt=${1%%=*}; opt=${opt#-}; opt=${opt#-}; val=${1#*=}; shift ;;
 	-version | --version | -version=true | --version=true)
 		show_version=1; shift; continue ;;
-	*) usage_error "$1" ;;
+	*) usage_error "-${1#"${1%%[!-]*}"}" ;; # Go prints the flag with one dash
 	esac
 	case $opt in
 	install) to_install=$val ;;
@@ -124,7 +124,7 @@ install_one() {
 }
 
 uninstall_one() {
-	want=$1
+	asked=$1 want=$1
 	# A platform or architecture name stands for its emulator ("arm64" -> "aarch64").
 	if emu=$(emulator_for "$want"); then want=${emu#qemu-}; fi
 	found=
@@ -146,7 +146,7 @@ uninstall_one() {
 			say "uninstalling: $name cannot remove it"
 		fi
 	done
-	[ -n "$found" ] || say "uninstalling: $1 not found"
+	[ -n "$found" ] || say "uninstalling: $asked not found"
 }
 
 enabled_entries() {
