@@ -31619,10 +31619,10 @@ module.exports = {
 /* harmony export */   iq: () => (/* binding */ removeBuilder)
 /* harmony export */ });
 /* unused harmony exports builderName, removeArgs */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3190);
+/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4981);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2462);
 
 
@@ -31686,17 +31686,26 @@ async function removeBuilder(name) {
 
 /***/ }),
 
-/***/ 3190:
+/***/ 4981:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   CD: () => (/* binding */ attempt),
-/* harmony export */   V2: () => (/* binding */ failure),
-/* harmony export */   eF: () => (/* binding */ run),
-/* harmony export */   wo: () => (/* binding */ PhaseError)
-/* harmony export */ });
-/* unused harmony export docker */
-/* harmony import */ var _actions_exec__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2876);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  wo: () => (/* binding */ PhaseError),
+  CD: () => (/* binding */ attempt),
+  V2: () => (/* binding */ failure),
+  eF: () => (/* binding */ run)
+});
+
+// UNUSED EXPORTS: docker
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
+var core = __nccwpck_require__(6058);
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/exec.ts
+
 
 // Every command the action runs goes through `run`: it never throws on its
 // own, it turns a non-zero exit into a PhaseError that names the phase, the
@@ -31713,14 +31722,50 @@ class PhaseError extends Error {
 }
 const docker = () => process.env.MULTIARCH_DOCKER || 'docker';
 async function attempt(command) {
-    const env = command.env ? { ...process.env, ...command.env } : undefined;
-    const result = await _actions_exec__WEBPACK_IMPORTED_MODULE_0__/* .getExecOutput */ .H(docker(), command.args, {
-        ignoreReturnCode: true,
-        silent: !command.echo,
-        input: command.stdin === undefined ? undefined : Buffer.from(command.stdin),
-        env: env
+    if (command.echo)
+        core/* info */.pq(`[command]${docker()} ${command.args.join(' ')}`);
+    const env = command.env ? { ...process.env, ...command.env } : process.env;
+    return new Promise(resolve => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)(docker(), command.args, { env });
+        let stdout = '';
+        let stderr = '';
+        let timedOut = false;
+        child.stdout.on('data', (chunk) => {
+            stdout += chunk.toString();
+            if (command.echo)
+                process.stdout.write(chunk);
+        });
+        child.stderr.on('data', (chunk) => {
+            stderr += chunk.toString();
+            if (command.echo)
+                process.stdout.write(chunk);
+        });
+        // Passwords reach docker on stdin only, never in argv.
+        child.stdin.end(command.stdin ?? '');
+        const timer = command.timeoutMs
+            ? setTimeout(() => {
+                timedOut = true;
+                child.kill('SIGTERM');
+                setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+            }, command.timeoutMs)
+            : undefined;
+        child.on('error', error => {
+            clearTimeout(timer);
+            resolve({ exitCode: 127, stdout, stderr: `${stderr}${error.message}` });
+        });
+        child.on('close', code => {
+            clearTimeout(timer);
+            const limit = `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`;
+            resolve(timedOut
+                ? {
+                    exitCode: code ?? 124,
+                    stdout,
+                    stderr: `${stderr}\n${limit}`,
+                    timedOut
+                }
+                : { exitCode: code ?? 128, stdout, stderr });
+        });
     });
-    return result;
 }
 async function run(command) {
     const result = await attempt(command);
@@ -31746,7 +31791,7 @@ function lastLines(text, count) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3280);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5688);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -31770,14 +31815,14 @@ __webpack_async_result__();
 /* harmony export */   m9: () => (/* binding */ logoutArgs)
 /* harmony export */ });
 /* unused harmony exports userConfigDir, runConfig */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
-/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3190);
+/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4981);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2462);
 
 
@@ -31849,7 +31894,7 @@ async function login(credentials) {
 
 /***/ }),
 
-/***/ 3280:
+/***/ 5688:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31858,16 +31903,28 @@ __nccwpck_require__.d(__webpack_exports__, {
   i: () => (/* binding */ main)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 11 modules
-var core = __nccwpck_require__(3360);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
+var lib_core = __nccwpck_require__(6058);
+;// CONCATENATED MODULE: ./src/notes.ts
+
+// Notices that explain a decision the run made on the user's behalf (a tag
+// left where it was, a repository lower-cased, mirrors skipped). They go to
+// the log as annotations and are repeated in the job summary.
+const taken = [];
+function notice(text) {
+    lib_core/* notice */.lm(text);
+    taken.push(text);
+}
+const notes = () => taken;
+
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./src/exec.ts
-var exec = __nccwpck_require__(3190);
+// EXTERNAL MODULE: ./src/exec.ts + 1 modules
+var src_exec = __nccwpck_require__(4981);
 ;// CONCATENATED MODULE: ./src/build.ts
 
 
@@ -31923,7 +31980,7 @@ function readDigest(metadata) {
 }
 async function build(inputs, builder, tempDir) {
     const metadataFile = (0,external_node_path_.join)(tempDir, 'metadata.json');
-    await (0,exec/* run */.eF)({
+    await (0,src_exec/* run */.eF)({
         phase: PHASE,
         args: buildArgs(inputs, builder, metadataFile),
         subject: inputs.platforms.join(', '),
@@ -31933,218 +31990,840 @@ async function build(inputs, builder, tempDir) {
     const metadata = JSON.parse((0,external_node_fs_.readFileSync)(metadataFile, 'utf8'));
     const digest = readDigest(metadata);
     if (inputs.push && !digest) {
-        throw new exec/* PhaseError */.wo(PHASE, `buildx wrote no containerimage.digest to ${metadataFile}`);
+        throw new src_exec/* PhaseError */.wo(PHASE, `buildx wrote no containerimage.digest to ${metadataFile}`);
     }
     if (digest)
-        core/* info */.pq(`Pushed ${inputs.image}@${digest}`);
+        lib_core/* info */.pq(`Pushed ${inputs.image}@${digest}`);
     return { digest, metadata };
 }
 
 // EXTERNAL MODULE: ./src/builder.ts
 var src_builder = __nccwpck_require__(4868);
-;// CONCATENATED MODULE: ./src/platforms.ts
-// Platform strings, normalised the way containerd does, so that the
-// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
-// `linux/x86_64`) compare equal to what BuildKit writes into the index.
-const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
-// Architecture aliases to their canonical name and default variant.
-const ARCH_ALIASES = {
-    amd64: ['amd64'],
-    x86_64: ['amd64'],
-    'x86-64': ['amd64'],
-    arm64: ['arm64'],
-    aarch64: ['arm64'],
-    arm: ['arm', 'v7'],
-    armhf: ['arm', 'v7'],
-    armel: ['arm', 'v6'],
-    '386': ['386'],
-    i386: ['386'],
-    i686: ['386'],
-    ppc64le: ['ppc64le'],
-    s390x: ['s390x'],
-    riscv64: ['riscv64'],
-    mips64le: ['mips64le'],
-    mips64: ['mips64'],
-    loong64: ['loong64']
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var lib_io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+// EXTERNAL MODULE: ./node_modules/semver/index.js
+var node_modules_semver = __nccwpck_require__(2088);
+var semver_default = /*#__PURE__*/__nccwpck_require__.n(node_modules_semver);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
 };
-// Variants each architecture accepts; the first entry is the one containerd
-// drops because it is the architecture's baseline.
-const VARIANTS = {
-    amd64: ['v1', 'v2', 'v3', 'v4'],
-    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
-    arm: ['', 'v5', 'v6', 'v7', 'v8']
+
+
+
+
+
+// Internal object for testability (allows mocking in ESM)
+const _internal = {
+    readLinuxVersionFile() {
+        const lsbReleaseFile = '/etc/lsb-release';
+        const osReleaseFile = '/etc/os-release';
+        let contents = '';
+        if (external_fs_.existsSync(lsbReleaseFile)) {
+            contents = external_fs_.readFileSync(lsbReleaseFile).toString();
+        }
+        else if (external_fs_.existsSync(osReleaseFile)) {
+            contents = external_fs_.readFileSync(osReleaseFile).toString();
+        }
+        return contents;
+    }
 };
-// Common typos with the platform the user most likely meant.
-const SUGGESTIONS = {
-    'amd64/v8': 'linux/arm64',
-    armv7: 'linux/arm/v7',
-    armv7l: 'linux/arm/v7',
-    armv6: 'linux/arm/v6',
-    armv8: 'linux/arm64',
-    arm64v8: 'linux/arm64',
-    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
-};
-class PlatformError extends Error {
+function _findMatch(versionSpec, stable, candidates, archFilter) {
+    return __awaiter(this, void 0, void 0, function* () {
+        const platFilter = os.platform();
+        let result;
+        let match;
+        let file;
+        for (const candidate of candidates) {
+            const version = candidate.version;
+            debug(`check ${version} satisfies ${versionSpec}`);
+            if (semver.satisfies(version, versionSpec) &&
+                (!stable || candidate.stable === stable)) {
+                file = candidate.files.find(item => {
+                    debug(`${item.arch}===${archFilter} && ${item.platform}===${platFilter}`);
+                    let chk = item.arch === archFilter && item.platform === platFilter;
+                    if (chk && item.platform_version) {
+                        const osVersion = _getOsVersion();
+                        if (osVersion === item.platform_version) {
+                            chk = true;
+                        }
+                        else {
+                            chk = semver.satisfies(osVersion, item.platform_version);
+                        }
+                    }
+                    return chk;
+                });
+                if (file) {
+                    debug(`matched ${candidate.version}`);
+                    match = candidate;
+                    break;
+                }
+            }
+        }
+        if (match && file) {
+            // clone since we're mutating the file list to be only the file that matches
+            result = Object.assign({}, match);
+            result.files = [file];
+        }
+        return result;
+    });
 }
-function parsePlatform(text) {
-    const parts = text.trim().toLowerCase().split('/');
-    const [os, arch, variant] = parts;
-    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
-    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
-    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
-        throw new PlatformError(`expected os/arch[/variant]${hint}`);
+function _getOsVersion() {
+    // TODO: add windows and other linux, arm variants
+    // right now filtering on version is only an ubuntu and macos scenario for tools we build for hosted (python)
+    const plat = os.platform();
+    let version = '';
+    if (plat === 'darwin') {
+        version = cp.execSync('sw_vers -productVersion').toString();
     }
-    if (!OSES.includes(os)) {
-        const near = OSES.find(known => distance(known, os) <= 2);
-        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
-        throw new PlatformError(`unknown os "${os}"${guess}`);
-    }
-    const alias = ARCH_ALIASES[arch];
-    if (!alias) {
-        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
-    }
-    const [canonical, defaultVariant] = alias;
-    const known = VARIANTS[canonical] ?? [];
-    if (variant !== undefined && !known.includes(variant)) {
-        const accepted = known.filter(Boolean).join(', ') || 'none';
-        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
-    }
-    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
-}
-function normalise(platform) {
-    const { os, arch } = platform;
-    let variant = platform.variant;
-    if (arch === 'arm64' && variant === 'v8')
-        variant = undefined;
-    if (arch === 'amd64' && variant === 'v1')
-        variant = undefined;
-    if (arch === 'arm' && !variant)
-        variant = 'v7';
-    return variant ? { os, arch, variant } : { os, arch };
-}
-function formatPlatform(platform) {
-    const { os, arch, variant } = platform;
-    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
-}
-// An index entry's platform, as BuildKit writes it, in canonical form.
-function fromDescriptor(platform) {
-    const os = platform.os ?? 'unknown';
-    const arch = platform.architecture ?? 'unknown';
-    if (os === 'unknown' || arch === 'unknown')
-        return `${os}/${arch}`;
-    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
-}
-// The platforms this machine runs without emulation.
-function nativePlatforms(hostArch = process.arch) {
-    switch (hostArch) {
-        case 'x64':
-            return ['linux/amd64', 'linux/386'];
-        case 'arm64':
-            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
-        case 'arm':
-            return ['linux/arm/v7', 'linux/arm/v6'];
-        default:
-            return [`linux/${hostArch}`];
-    }
-}
-// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
-// and the architecture name the binfmt installer image takes.
-const EMULATORS = {
-    amd64: ['qemu-x86_64', 'amd64'],
-    arm64: ['qemu-aarch64', 'arm64'],
-    arm: ['qemu-arm', 'arm'],
-    '386': ['qemu-i386', '386'],
-    ppc64le: ['qemu-ppc64le', 'ppc64le'],
-    s390x: ['qemu-s390x', 's390x'],
-    riscv64: ['qemu-riscv64', 'riscv64'],
-    mips64le: ['qemu-mips64el', 'mips64le'],
-    mips64: ['qemu-mips64', 'mips64'],
-    loong64: ['qemu-loongarch64', 'loong64']
-};
-function emulatorFor(platform) {
-    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
-    return { handler, installName };
-}
-function distance(a, b) {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-        let previous = row[0];
-        row[0] = i;
-        for (let j = 1; j <= b.length; j++) {
-            const current = row[j];
-            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
-            previous = current;
+    else if (plat === 'linux') {
+        // lsb_release process not in some containers, readfile
+        // Run cat /etc/lsb-release
+        // DISTRIB_ID=Ubuntu
+        // DISTRIB_RELEASE=18.04
+        // DISTRIB_CODENAME=bionic
+        // DISTRIB_DESCRIPTION="Ubuntu 18.04.4 LTS"
+        const lsbContents = _internal.readLinuxVersionFile();
+        if (lsbContents) {
+            const lines = lsbContents.split('\n');
+            for (const line of lines) {
+                const parts = line.split('=');
+                if (parts.length === 2 &&
+                    (parts[0].trim() === 'VERSION_ID' ||
+                        parts[0].trim() === 'DISTRIB_RELEASE')) {
+                    version = parts[1].trim().replace(/^"/, '').replace(/"$/, '');
+                    break;
+                }
+            }
         }
     }
-    return row[b.length];
+    return version;
 }
-
-;// CONCATENATED MODULE: ./src/emulators.ts
-
-
-
-
-
-// Emulators: every requested platform the runner cannot execute natively
-// needs a QEMU handler in the kernel's binfmt_misc table before the build.
-const emulators_PHASE = 'Emulators';
-// Tests point this at a directory of their own so they never change the
-// machine's real handlers.
-const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
-function emulatedPlatforms(platforms, native = nativePlatforms()) {
-    return platforms
-        .filter(platform => !native.includes(platform))
-        .map(platform => ({ platform, ...emulatorFor(platform) }));
+// Alias for backwards compatibility
+function _readLinuxVersionFile() {
+    return _internal.readLinuxVersionFile();
 }
-function isRegistered(handler, dir = binfmtDir()) {
-    const entry = (0,external_node_path_.join)(dir, handler);
-    if (!(0,external_node_fs_.existsSync)(entry))
-        return false;
-    return (0,external_node_fs_.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
-}
-function installArgs(image, names) {
-    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
-}
-async function ensureEmulators(inputs) {
-    if (inputs.qemu === 'false') {
-        core/* info */.pq('qemu: false, leaving emulators as they are');
-        return [];
-    }
-    if (inputs.driver === 'remote' && inputs.qemu === 'auto') {
-        core/* info */.pq('driver: remote builds on its own nodes; no local emulators needed');
-        return [];
-    }
-    const needs = emulatedPlatforms(inputs.platforms);
-    if (needs.length === 0) {
-        core/* info */.pq('Every platform runs natively; installing nothing');
-        return [];
-    }
-    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
-    for (const need of needs.filter(n => !missing.includes(n))) {
-        core/* info */.pq(`${need.platform}: ${need.handler} is already registered`);
-    }
-    if (missing.length === 0)
-        return [];
-    const names = [...new Set(missing.map(n => n.installName))];
-    core/* info */.pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
-    await (0,exec/* run */.eF)({
-        phase: emulators_PHASE,
-        args: installArgs(inputs.qemuImage, names),
-        subject: missing.map(n => n.platform).join(', '),
-        echo: true
+//# sourceMappingURL=manifest.js.map
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
+;// CONCATENATED MODULE: external "stream"
+const external_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+// EXTERNAL MODULE: external "util"
+var external_util_ = __nccwpck_require__(9023);
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/retry-helper.js
+var retry_helper_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
     });
-    const stillMissing = missing.filter(n => !isRegistered(n.handler));
-    if (stillMissing.length > 0) {
-        // TODO(#6): read the installer's JSON status as well.
-        const list = stillMissing
-            .map(n => `${n.platform} (no ${n.handler} in ${binfmtDir()})`)
-            .join(', ');
-        throw new exec/* PhaseError */.wo(emulators_PHASE, `no emulator is registered for ${list} after running ${inputs.qemuImage}`);
-    }
-    return missing.map(n => n.platform);
-}
+};
 
+/**
+ * Internal class for retries
+ */
+class retry_helper_RetryHelper {
+    constructor(maxAttempts, minSeconds, maxSeconds) {
+        if (maxAttempts < 1) {
+            throw new Error('max attempts should be greater than or equal to 1');
+        }
+        this.maxAttempts = maxAttempts;
+        this.minSeconds = Math.floor(minSeconds);
+        this.maxSeconds = Math.floor(maxSeconds);
+        if (this.minSeconds > this.maxSeconds) {
+            throw new Error('min seconds should be less than or equal to max seconds');
+        }
+    }
+    execute(action, isRetryable) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            let attempt = 1;
+            while (attempt < this.maxAttempts) {
+                // Try
+                try {
+                    return yield action();
+                }
+                catch (err) {
+                    if (isRetryable && !isRetryable(err)) {
+                        throw err;
+                    }
+                    core.info(err.message);
+                }
+                // Sleep
+                const seconds = this.getSleepAmount();
+                core.info(`Waiting ${seconds} seconds before trying again`);
+                yield this.sleep(seconds);
+                attempt++;
+            }
+            // Last attempt
+            return yield action();
+        });
+    }
+    getSleepAmount() {
+        return (Math.floor(Math.random() * (this.maxSeconds - this.minSeconds + 1)) +
+            this.minSeconds);
+    }
+    sleep(seconds) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            return new Promise(resolve => setTimeout(resolve, seconds * 1000));
+        });
+    }
+}
+//# sourceMappingURL=retry-helper.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js
+var tool_cache_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+class HTTPError extends Error {
+    constructor(httpStatusCode) {
+        super(`Unexpected HTTP response: ${httpStatusCode}`);
+        this.httpStatusCode = httpStatusCode;
+        Object.setPrototypeOf(this, new.target.prototype);
+    }
+}
+const IS_WINDOWS = process.platform === 'win32';
+const IS_MAC = process.platform === 'darwin';
+const userAgent = 'actions/tool-cache';
+/**
+ * Download a tool from an url and stream it into a file
+ *
+ * @param url       url of tool to download
+ * @param dest      path to download tool
+ * @param auth      authorization header
+ * @param headers   other headers
+ * @returns         path to downloaded tool
+ */
+function downloadTool(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        dest = dest || path.join(_getTempDirectory(), crypto.randomUUID());
+        yield io.mkdirP(path.dirname(dest));
+        core.debug(`Downloading ${url}`);
+        core.debug(`Destination ${dest}`);
+        const maxAttempts = 3;
+        const minSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MIN_SECONDS', 10);
+        const maxSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MAX_SECONDS', 20);
+        const retryHelper = new RetryHelper(maxAttempts, minSeconds, maxSeconds);
+        return yield retryHelper.execute(() => tool_cache_awaiter(this, void 0, void 0, function* () {
+            return yield downloadToolAttempt(url, dest || '', auth, headers);
+        }), (err) => {
+            if (err instanceof HTTPError && err.httpStatusCode) {
+                // Don't retry anything less than 500, except 408 Request Timeout and 429 Too Many Requests
+                if (err.httpStatusCode < 500 &&
+                    err.httpStatusCode !== 408 &&
+                    err.httpStatusCode !== 429) {
+                    return false;
+                }
+            }
+            // Otherwise retry
+            return true;
+        });
+    });
+}
+function downloadToolAttempt(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (fs.existsSync(dest)) {
+            throw new Error(`Destination file path ${dest} already exists`);
+        }
+        // Get the response headers
+        const http = new httpm.HttpClient(userAgent, [], {
+            allowRetries: false
+        });
+        if (auth) {
+            core.debug('set auth');
+            if (headers === undefined) {
+                headers = {};
+            }
+            headers.authorization = auth;
+        }
+        const response = yield http.get(url, headers);
+        if (response.message.statusCode !== 200) {
+            const err = new HTTPError(response.message.statusCode);
+            core.debug(`Failed to download from "${url}". Code(${response.message.statusCode}) Message(${response.message.statusMessage})`);
+            throw err;
+        }
+        // Download the response body
+        const pipeline = util.promisify(stream.pipeline);
+        const responseMessageFactory = _getGlobal('TEST_DOWNLOAD_TOOL_RESPONSE_MESSAGE_FACTORY', () => response.message);
+        const readStream = responseMessageFactory();
+        let succeeded = false;
+        try {
+            yield pipeline(readStream, fs.createWriteStream(dest));
+            core.debug('download complete');
+            succeeded = true;
+            return dest;
+        }
+        finally {
+            // Error, delete dest before retry
+            if (!succeeded) {
+                core.debug('download failed');
+                try {
+                    yield io.rmRF(dest);
+                }
+                catch (err) {
+                    core.debug(`Failed to delete '${dest}'. ${err.message}`);
+                }
+            }
+        }
+    });
+}
+/**
+ * Extract a .7z file
+ *
+ * @param file     path to the .7z file
+ * @param dest     destination directory. Optional.
+ * @param _7zPath  path to 7zr.exe. Optional, for long path support. Most .7z archives do not have this
+ * problem. If your .7z archive contains very long paths, you can pass the path to 7zr.exe which will
+ * gracefully handle long paths. By default 7zdec.exe is used because it is a very small program and is
+ * bundled with the tool lib. However it does not support long paths. 7zr.exe is the reduced command line
+ * interface, it is smaller than the full command line interface, and it does support long paths. At the
+ * time of this writing, it is freely available from the LZMA SDK that is available on the 7zip website.
+ * Be sure to check the current license agreement. If 7zr.exe is bundled with your action, then the path
+ * to 7zr.exe can be pass to this function.
+ * @returns        path to the destination directory
+ */
+function extract7z(file, dest, _7zPath) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        ok(IS_WINDOWS, 'extract7z() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        const originalCwd = process.cwd();
+        process.chdir(dest);
+        if (_7zPath) {
+            try {
+                const logLevel = core.isDebug() ? '-bb1' : '-bb0';
+                const args = [
+                    'x', // eXtract files with full paths
+                    logLevel, // -bb[0-3] : set output log level
+                    '-bd', // disable progress indicator
+                    '-sccUTF-8', // set charset for for console input/output
+                    file
+                ];
+                const options = {
+                    silent: true
+                };
+                yield exec(`"${_7zPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        else {
+            const escapedScript = path
+                .join(__dirname, '..', 'scripts', 'Invoke-7zdec.ps1')
+                .replace(/'/g, "''")
+                .replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+            const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const escapedTarget = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const command = `& '${escapedScript}' -Source '${escapedFile}' -Target '${escapedTarget}'`;
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                command
+            ];
+            const options = {
+                silent: true
+            };
+            try {
+                const powershellPath = yield io.which('powershell', true);
+                yield exec(`"${powershellPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        return dest;
+    });
+}
+/**
+ * Extract a compressed tar archive
+ *
+ * @param file     path to the tar
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the tar command to use for extraction. Defaults to 'xz' (extracting gzipped tars). Optional.
+ * @returns        path to the destination directory
+ */
+function extractTar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = 'xz') {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        // Create dest
+        dest = yield _createExtractFolder(dest);
+        // Determine whether GNU tar
+        core.debug('Checking tar --version');
+        let versionOutput = '';
+        yield exec('tar --version', [], {
+            ignoreReturnCode: true,
+            silent: true,
+            listeners: {
+                stdout: (data) => (versionOutput += data.toString()),
+                stderr: (data) => (versionOutput += data.toString())
+            }
+        });
+        core.debug(versionOutput.trim());
+        const isGnuTar = versionOutput.toUpperCase().includes('GNU TAR');
+        // Initialize args
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        if (core.isDebug() && !flags.includes('v')) {
+            args.push('-v');
+        }
+        let destArg = dest;
+        let fileArg = file;
+        if (IS_WINDOWS && isGnuTar) {
+            args.push('--force-local');
+            destArg = dest.replace(/\\/g, '/');
+            // Technically only the dest needs to have `/` but for aesthetic consistency
+            // convert slashes in the file arg too.
+            fileArg = file.replace(/\\/g, '/');
+        }
+        if (isGnuTar) {
+            // Suppress warnings when using GNU tar to extract archives created by BSD tar
+            args.push('--warning=no-unknown-keyword');
+            args.push('--overwrite');
+        }
+        args.push('-C', destArg, '-f', fileArg);
+        yield exec(`tar`, args);
+        return dest;
+    });
+}
+/**
+ * Extract a xar compatible archive
+ *
+ * @param file     path to the archive
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the xar. Optional.
+ * @returns        path to the destination directory
+ */
+function extractXar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = []) {
+        ok(IS_MAC, 'extractXar() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        args.push('-x', '-C', dest, '-f', file);
+        if (core.isDebug()) {
+            args.push('-v');
+        }
+        const xarPath = yield io.which('xar', true);
+        yield exec(`"${xarPath}"`, _unique(args));
+        return dest;
+    });
+}
+/**
+ * Extract a zip
+ *
+ * @param file     path to the zip
+ * @param dest     destination directory. Optional.
+ * @returns        path to the destination directory
+ */
+function extractZip(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        dest = yield _createExtractFolder(dest);
+        if (IS_WINDOWS) {
+            yield extractZipWin(file, dest);
+        }
+        else {
+            yield extractZipNix(file, dest);
+        }
+        return dest;
+    });
+}
+function extractZipWin(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        // build the powershell command
+        const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+        const escapedDest = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+        const pwshPath = yield io.which('pwsh', false);
+        //To match the file overwrite behavior on nix systems, we use the overwrite = true flag for ExtractToDirectory
+        //and the -Force flag for Expand-Archive as a fallback
+        if (pwshPath) {
+            //attempt to use pwsh with ExtractToDirectory, if this fails attempt Expand-Archive
+            const pwshCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.ZipFile } catch { } ;`,
+                `try { [System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`,
+                `catch { if (($_.Exception.GetType().FullName -eq 'System.Management.Automation.MethodException') -or ($_.Exception.GetType().FullName -eq 'System.Management.Automation.RuntimeException') ){ Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force } else { throw $_ } } ;`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                pwshCommand
+            ];
+            core.debug(`Using pwsh at path: ${pwshPath}`);
+            yield exec(`"${pwshPath}"`, args);
+        }
+        else {
+            const powershellCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.FileSystem } catch { } ;`,
+                `if ((Get-Command -Name Expand-Archive -Module Microsoft.PowerShell.Archive -ErrorAction Ignore)) { Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force }`,
+                `else {[System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                powershellCommand
+            ];
+            const powershellPath = yield io.which('powershell', true);
+            core.debug(`Using powershell at path: ${powershellPath}`);
+            yield exec(`"${powershellPath}"`, args);
+        }
+    });
+}
+function extractZipNix(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const unzipPath = yield io.which('unzip', true);
+        const args = [file];
+        if (!core.isDebug()) {
+            args.unshift('-q');
+        }
+        args.unshift('-o'); //overwrite with -o, otherwise a prompt is shown which freezes the run
+        yield exec(`"${unzipPath}"`, args, { cwd: dest });
+    });
+}
+/**
+ * Caches a directory and installs it into the tool cacheDir
+ *
+ * @param sourceDir    the directory to cache into tools
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheDir(sourceDir, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = semver.clean(version) || version;
+        arch = arch || os.arch();
+        core.debug(`Caching tool ${tool} ${version} ${arch}`);
+        core.debug(`source dir: ${sourceDir}`);
+        if (!fs.statSync(sourceDir).isDirectory()) {
+            throw new Error('sourceDir is not a directory');
+        }
+        // Create the tool dir
+        const destPath = yield _createToolPath(tool, version, arch);
+        // copy each child item. do not move. move can fail on Windows
+        // due to anti-virus software having an open handle on a file.
+        for (const itemName of fs.readdirSync(sourceDir)) {
+            const s = path.join(sourceDir, itemName);
+            yield io.cp(s, destPath, { recursive: true });
+        }
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destPath;
+    });
+}
+/**
+ * Caches a downloaded file (GUID) and installs it
+ * into the tool cache with a given targetName
+ *
+ * @param sourceFile    the file to cache into tools.  Typically a result of downloadTool which is a guid.
+ * @param targetFile    the name of the file name in the tools directory
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheFile(sourceFile, targetFile, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = node_modules_semver.clean(version) || version;
+        arch = arch || external_os_.arch();
+        lib_core/* debug */.Yz(`Caching tool ${tool} ${version} ${arch}`);
+        lib_core/* debug */.Yz(`source file: ${sourceFile}`);
+        if (!external_fs_.statSync(sourceFile).isFile()) {
+            throw new Error('sourceFile is not a file');
+        }
+        // create the tool dir
+        const destFolder = yield _createToolPath(tool, version, arch);
+        // copy instead of move. move can fail on Windows due to
+        // anti-virus software having an open handle on a file.
+        const destPath = external_path_.join(destFolder, targetFile);
+        lib_core/* debug */.Yz(`destination file ${destPath}`);
+        yield lib_io.cp(sourceFile, destPath);
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destFolder;
+    });
+}
+/**
+ * Finds the path to a tool version in the local installed tool cache
+ *
+ * @param toolName      name of the tool
+ * @param versionSpec   version of the tool
+ * @param arch          optional arch.  defaults to arch of computer
+ */
+function find(toolName, versionSpec, arch) {
+    if (!toolName) {
+        throw new Error('toolName parameter is required');
+    }
+    if (!versionSpec) {
+        throw new Error('versionSpec parameter is required');
+    }
+    arch = arch || external_os_.arch();
+    // attempt to resolve an explicit version
+    if (!isExplicitVersion(versionSpec)) {
+        const localVersions = findAllVersions(toolName, arch);
+        const match = evaluateVersions(localVersions, versionSpec);
+        versionSpec = match;
+    }
+    // check for the explicit version in the cache
+    let toolPath = '';
+    if (versionSpec) {
+        versionSpec = node_modules_semver.clean(versionSpec) || '';
+        const cachePath = external_path_.join(_getCacheDirectory(), toolName, versionSpec, arch);
+        lib_core/* debug */.Yz(`checking cache: ${cachePath}`);
+        if (external_fs_.existsSync(cachePath) && external_fs_.existsSync(`${cachePath}.complete`)) {
+            lib_core/* debug */.Yz(`Found tool in cache ${toolName} ${versionSpec} ${arch}`);
+            toolPath = cachePath;
+        }
+        else {
+            lib_core/* debug */.Yz('not found');
+        }
+    }
+    return toolPath;
+}
+/**
+ * Finds the paths to all versions of a tool that are installed in the local tool cache
+ *
+ * @param toolName  name of the tool
+ * @param arch      optional arch.  defaults to arch of computer
+ */
+function findAllVersions(toolName, arch) {
+    const versions = [];
+    arch = arch || external_os_.arch();
+    const toolPath = external_path_.join(_getCacheDirectory(), toolName);
+    if (external_fs_.existsSync(toolPath)) {
+        const children = external_fs_.readdirSync(toolPath);
+        for (const child of children) {
+            if (isExplicitVersion(child)) {
+                const fullPath = external_path_.join(toolPath, child, arch || '');
+                if (external_fs_.existsSync(fullPath) && external_fs_.existsSync(`${fullPath}.complete`)) {
+                    versions.push(child);
+                }
+            }
+        }
+    }
+    return versions;
+}
+function getManifestFromRepo(owner_1, repo_1, auth_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (owner, repo, auth, branch = 'master') {
+        let releases = [];
+        const treeUrl = `https://api.github.com/repos/${owner}/${repo}/git/trees/${branch}`;
+        const http = new httpm.HttpClient('tool-cache');
+        const headers = {};
+        if (auth) {
+            core.debug('set auth');
+            headers.authorization = auth;
+        }
+        const response = yield http.getJson(treeUrl, headers);
+        if (!response.result) {
+            return releases;
+        }
+        let manifestUrl = '';
+        for (const item of response.result.tree) {
+            if (item.path === 'versions-manifest.json') {
+                manifestUrl = item.url;
+                break;
+            }
+        }
+        headers['accept'] = 'application/vnd.github.VERSION.raw';
+        let versionsRaw = yield (yield http.get(manifestUrl, headers)).readBody();
+        if (versionsRaw) {
+            // shouldn't be needed but protects against invalid json saved with BOM
+            versionsRaw = versionsRaw.replace(/^\uFEFF/, '');
+            try {
+                releases = JSON.parse(versionsRaw);
+            }
+            catch (_a) {
+                core.debug('Invalid json');
+            }
+        }
+        return releases;
+    });
+}
+function findFromManifest(versionSpec_1, stable_1, manifest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (versionSpec, stable, manifest, archFilter = os.arch()) {
+        // wrap the internal impl
+        const match = yield mm._findMatch(versionSpec, stable, manifest, archFilter);
+        return match;
+    });
+}
+function _createExtractFolder(dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!dest) {
+            // create a temp dir
+            dest = path.join(_getTempDirectory(), crypto.randomUUID());
+        }
+        yield io.mkdirP(dest);
+        return dest;
+    });
+}
+function _createToolPath(tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+        lib_core/* debug */.Yz(`destination ${folderPath}`);
+        const markerPath = `${folderPath}.complete`;
+        yield lib_io/* rmRF */.Yz(folderPath);
+        yield lib_io/* rmRF */.Yz(markerPath);
+        yield lib_io/* mkdirP */.U$(folderPath);
+        return folderPath;
+    });
+}
+function _completeToolPath(tool, version, arch) {
+    const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+    const markerPath = `${folderPath}.complete`;
+    external_fs_.writeFileSync(markerPath, '');
+    lib_core/* debug */.Yz('finished caching tool');
+}
+/**
+ * Check if version string is explicit
+ *
+ * @param versionSpec      version string to check
+ */
+function isExplicitVersion(versionSpec) {
+    const c = node_modules_semver.clean(versionSpec) || '';
+    lib_core/* debug */.Yz(`isExplicit: ${c}`);
+    const valid = node_modules_semver.valid(c) != null;
+    lib_core/* debug */.Yz(`explicit? ${valid}`);
+    return valid;
+}
+/**
+ * Get the highest satisfiying semantic version in `versions` which satisfies `versionSpec`
+ *
+ * @param versions        array of versions to evaluate
+ * @param versionSpec     semantic version spec to satisfy
+ */
+function evaluateVersions(versions, versionSpec) {
+    let version = '';
+    lib_core/* debug */.Yz(`evaluating ${versions.length} versions`);
+    versions = versions.sort((a, b) => {
+        if (node_modules_semver.gt(a, b)) {
+            return 1;
+        }
+        return -1;
+    });
+    for (let i = versions.length - 1; i >= 0; i--) {
+        const potential = versions[i];
+        const satisfied = node_modules_semver.satisfies(potential, versionSpec);
+        if (satisfied) {
+            version = potential;
+            break;
+        }
+    }
+    if (version) {
+        lib_core/* debug */.Yz(`matched: ${version}`);
+    }
+    else {
+        lib_core/* debug */.Yz('match not found');
+    }
+    return version;
+}
+/**
+ * Gets RUNNER_TOOL_CACHE
+ */
+function _getCacheDirectory() {
+    const cacheDirectory = process.env['RUNNER_TOOL_CACHE'] || '';
+    (0,external_assert_.ok)(cacheDirectory, 'Expected RUNNER_TOOL_CACHE to be defined');
+    return cacheDirectory;
+}
+/**
+ * Gets RUNNER_TEMP
+ */
+function _getTempDirectory() {
+    const tempDirectory = process.env['RUNNER_TEMP'] || '';
+    ok(tempDirectory, 'Expected RUNNER_TEMP to be defined');
+    return tempDirectory;
+}
+/**
+ * Gets a global variable
+ */
+function _getGlobal(key, defaultValue) {
+    /* eslint-disable @typescript-eslint/no-explicit-any */
+    const value = global[key];
+    /* eslint-enable @typescript-eslint/no-explicit-any */
+    return value !== undefined ? value : defaultValue;
+}
+/**
+ * Returns an array of unique values.
+ * @param values Values to make unique.
+ */
+function _unique(values) {
+    return Array.from(new Set(values));
+}
+//# sourceMappingURL=tool-cache.js.map
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/csv-parse/lib/api/CsvError.js
@@ -34253,6 +34932,144 @@ function parseList(text, newlinesOnly = false) {
         .filter(Boolean);
 }
 
+;// CONCATENATED MODULE: ./src/platforms.ts
+// Platform strings, normalised the way containerd does, so that the
+// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
+// `linux/x86_64`) compare equal to what BuildKit writes into the index.
+const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
+// Architecture aliases to their canonical name and default variant.
+const ARCH_ALIASES = {
+    amd64: ['amd64'],
+    x86_64: ['amd64'],
+    'x86-64': ['amd64'],
+    arm64: ['arm64'],
+    aarch64: ['arm64'],
+    arm: ['arm', 'v7'],
+    armhf: ['arm', 'v7'],
+    armel: ['arm', 'v6'],
+    '386': ['386'],
+    i386: ['386'],
+    i686: ['386'],
+    ppc64le: ['ppc64le'],
+    s390x: ['s390x'],
+    riscv64: ['riscv64'],
+    mips64le: ['mips64le'],
+    mips64: ['mips64'],
+    loong64: ['loong64']
+};
+// Variants each architecture accepts; the first entry is the one containerd
+// drops because it is the architecture's baseline.
+const VARIANTS = {
+    amd64: ['v1', 'v2', 'v3', 'v4'],
+    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
+    arm: ['', 'v5', 'v6', 'v7', 'v8']
+};
+// Common typos with the platform the user most likely meant.
+const SUGGESTIONS = {
+    'amd64/v8': 'linux/arm64',
+    armv7: 'linux/arm/v7',
+    armv7l: 'linux/arm/v7',
+    armv6: 'linux/arm/v6',
+    armv8: 'linux/arm64',
+    arm64v8: 'linux/arm64',
+    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
+};
+class PlatformError extends Error {
+}
+function parsePlatform(text) {
+    const parts = text.trim().toLowerCase().split('/');
+    const [os, arch, variant] = parts;
+    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
+    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
+    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
+        throw new PlatformError(`expected os/arch[/variant]${hint}`);
+    }
+    if (!OSES.includes(os)) {
+        const near = OSES.find(known => distance(known, os) <= 2);
+        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
+        throw new PlatformError(`unknown os "${os}"${guess}`);
+    }
+    const alias = ARCH_ALIASES[arch];
+    if (!alias) {
+        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
+    }
+    const [canonical, defaultVariant] = alias;
+    const known = VARIANTS[canonical] ?? [];
+    if (variant !== undefined && !known.includes(variant)) {
+        const accepted = known.filter(Boolean).join(', ') || 'none';
+        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
+    }
+    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
+}
+function normalise(platform) {
+    const { os, arch } = platform;
+    let variant = platform.variant;
+    if (arch === 'arm64' && variant === 'v8')
+        variant = undefined;
+    if (arch === 'amd64' && variant === 'v1')
+        variant = undefined;
+    if (arch === 'arm' && !variant)
+        variant = 'v7';
+    return variant ? { os, arch, variant } : { os, arch };
+}
+function formatPlatform(platform) {
+    const { os, arch, variant } = platform;
+    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
+}
+// An index entry's platform, as BuildKit writes it, in canonical form.
+function fromDescriptor(platform) {
+    const os = platform.os ?? 'unknown';
+    const arch = platform.architecture ?? 'unknown';
+    if (os === 'unknown' || arch === 'unknown')
+        return `${os}/${arch}`;
+    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
+}
+// The platforms this machine runs without emulation.
+function nativePlatforms(hostArch = process.arch) {
+    switch (hostArch) {
+        case 'x64':
+            return ['linux/amd64', 'linux/386'];
+        case 'arm64':
+            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
+        case 'arm':
+            return ['linux/arm/v7', 'linux/arm/v6'];
+        default:
+            return [`linux/${hostArch}`];
+    }
+}
+// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
+// and the architecture name the binfmt installer image takes.
+const EMULATORS = {
+    amd64: ['qemu-x86_64', 'amd64'],
+    arm64: ['qemu-aarch64', 'arm64'],
+    arm: ['qemu-arm', 'arm'],
+    '386': ['qemu-i386', '386'],
+    ppc64le: ['qemu-ppc64le', 'ppc64le'],
+    s390x: ['qemu-s390x', 's390x'],
+    riscv64: ['qemu-riscv64', 'riscv64'],
+    mips64le: ['qemu-mips64el', 'mips64le'],
+    mips64: ['qemu-mips64', 'mips64'],
+    loong64: ['qemu-loongarch64', 'loong64']
+};
+function emulatorFor(platform) {
+    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
+    return { handler, installName };
+}
+function distance(a, b) {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+        let previous = row[0];
+        row[0] = i;
+        for (let j = 1; j <= b.length; j++) {
+            const current = row[j];
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
+            previous = current;
+        }
+    }
+    return row[b.length];
+}
+
 ;// CONCATENATED MODULE: ./src/reference.ts
 // Image references after the distribution project's grammar
 // (github.com/distribution/reference, regexp.go), kept to what the action
@@ -34340,10 +35157,8 @@ function repositoryKey(reference) {
     return `${registry}/${path}`;
 }
 
-// EXTERNAL MODULE: ./node_modules/semver/index.js
-var semver = __nccwpck_require__(2088);
-var semver_default = /*#__PURE__*/__nccwpck_require__.n(semver);
 ;// CONCATENATED MODULE: ./src/tags.ts
+
 
 
 
@@ -34479,7 +35294,7 @@ async function keepFloatingForward(image, tags, floating, version, builder) {
     const kept = [];
     for (const tag of floating) {
         const ref = `${image}:${tag}`;
-        const read = await (0,exec/* attempt */.CD)({
+        const read = await (0,src_exec/* attempt */.CD)({
             phase: 'Tags',
             args: [
                 'buildx',
@@ -34495,13 +35310,13 @@ async function keepFloatingForward(image, tags, floating, version, builder) {
         if (read.exitCode !== 0) {
             if (/not found|manifest unknown/i.test(read.stderr))
                 continue;
-            core/* warning */.$e(`Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`);
+            lib_core/* warning */.$e(`Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`);
             kept.push(tag);
             continue;
         }
         const current = versionLabel(read.stdout);
         if (current && isNewer(current, version)) {
-            core/* notice */.lm(`${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`);
+            notice(`${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`);
             kept.push(tag);
         }
     }
@@ -34522,6 +35337,7 @@ function versionLabel(stdout) {
 }
 
 ;// CONCATENATED MODULE: ./src/inputs.ts
+
 
 
 
@@ -34552,7 +35368,7 @@ class Problems {
         this.list.push(`${input}: ${JSON.stringify(value)} ${why}`);
     }
 }
-const read = (name) => core/* getInput */.V4(name);
+const read = (name) => lib_core/* getInput */.V4(name);
 function getInputs(env = process.env) {
     const problems = new Problems();
     const pullRequest = (env.GITHUB_EVENT_NAME ?? '').startsWith('pull_request');
@@ -34560,8 +35376,24 @@ function getInputs(env = process.env) {
     // of this run can echo an input.
     const credentials = credentialList(read('registry-auth'), env, problems, pullRequest);
     const secrets = secretList(parseList(read('secrets'), true), problems);
+    // Source: mirror-only mode copies an existing image instead of building.
+    const source = read('source').trim();
+    if (source) {
+        try {
+            const parsed = parseReference(source);
+            if (parsed.lowered) {
+                problems.add('source', source, 'must be lower-case in its repository path');
+            }
+        }
+        catch (error) {
+            problems.add('source', source, `is not an image reference: ${message(error)}`);
+        }
+    }
     // Image: a repository, tags come from `tags`.
-    const image = repositoryInput('image', read('image'), problems, true);
+    const image = repositoryInput('image', read('image'), problems, !source);
+    if (source && image) {
+        problems.add('image', image, 'is not used with source; list every destination in mirrors');
+    }
     // Tags: bare tags and templates, or the git tag of a tag push.
     const latest = booleanInput('latest', read('latest'), false, problems);
     const versionFile = read('version-file');
@@ -34585,7 +35417,7 @@ function getInputs(env = process.env) {
         fileVersion
     };
     const release = tagList(read('tags'), tagContext, problems);
-    release.notices.forEach(notice => core/* notice */.lm(notice));
+    release.notices.forEach(text => notice(text));
     const tags = release.tags;
     const version = release.version;
     if (fileVersion && version?.patch !== undefined) {
@@ -34606,12 +35438,12 @@ function getInputs(env = process.env) {
             problems.add('build-args', arg, 'is not NAME=value (one per line)');
         }
         else if (/,\s*[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) {
-            core/* warning */.$e(`build-args: "${arg.split('=')[0]}=..." holds a comma followed by ` +
+            lib_core/* warning */.$e(`build-args: "${arg.split('=')[0]}=..." holds a comma followed by ` +
                 'NAME=; build-args are split on newlines only, so this is one ' +
                 'argument. Put each argument on its own line.');
         }
         if (SECRET_NAME.test(name)) {
-            core/* warning */.$e(`build-args: ${name} looks like a secret; build arguments are ` +
+            lib_core/* warning */.$e(`build-args: ${name} looks like a secret; build arguments are ` +
                 'recorded in the image history and provenance. Pass it with ' +
                 '`secrets` and read it with RUN --mount=type=secret instead.');
         }
@@ -34639,14 +35471,14 @@ function getInputs(env = process.env) {
             problems.add('mirrors', entry, 'is the image itself; list only copies');
         }
         else if (mirrors.some(known => sameRepository(known, name))) {
-            core/* warning */.$e(`mirrors: "${entry}" is listed twice; copying it once`);
+            lib_core/* warning */.$e(`mirrors: "${entry}" is listed twice; copying it once`);
         }
         else {
             mirrors.push(name);
         }
     }
     if (!push && mirrors.length > 0) {
-        core/* notice */.lm('mirrors: skipped, because push is false and nothing is pushed');
+        notice('mirrors: skipped, because push is false and nothing is pushed');
     }
     warnUnusedCredentials(credentials, [image, ...mirrors], [...cacheFrom, ...cacheTo]);
     // Builder.
@@ -34674,6 +35506,26 @@ function getInputs(env = process.env) {
     const noCache = booleanInput('no-cache', read('no-cache'), false, problems);
     const pull = booleanInput('pull', read('pull'), false, problems);
     const dryRun = booleanInput('dry-run', read('dry-run'), false, problems);
+    // Mirrors: failure policy, retries, parallelism and a time limit each.
+    const mirrorFailure = read('mirror-failure') || 'fail';
+    if (!['fail', 'warn'].includes(mirrorFailure)) {
+        problems.add('mirror-failure', mirrorFailure, 'is not fail or warn');
+    }
+    const mirrorAttempts = numberInput('mirror-attempts', read('mirror-attempts'), 3, problems, 'attempts');
+    const mirrorRetryWait = numberInput('mirror-retry-wait', read('mirror-retry-wait'), 2, problems, 'seconds');
+    const mirrorConcurrency = numberInput('mirror-concurrency', read('mirror-concurrency'), 3, problems, 'mirrors at once');
+    const mirrorTimeout = numberInput('mirror-timeout', read('mirror-timeout'), 10, problems);
+    for (const [name, value] of [
+        ['mirror-attempts', mirrorAttempts],
+        ['mirror-concurrency', mirrorConcurrency]
+    ]) {
+        if (!Number.isInteger(value) || value < 1) {
+            problems.add(name, String(value), 'must be a whole number of at least 1');
+        }
+    }
+    if (mirrorTimeout <= 0) {
+        problems.add('mirror-timeout', String(mirrorTimeout), 'must be more than 0 minutes');
+    }
     // Guards against emulated builds that crash or hang: generous defaults,
     // since one step under QEMU can be silent for many minutes.
     const buildTimeout = numberInput('build-timeout', read('build-timeout'), 300, problems);
@@ -34732,13 +35584,19 @@ function getInputs(env = process.env) {
         noCache,
         pull,
         dryRun,
+        source,
+        mirrorFailure: mirrorFailure,
+        mirrorAttempts,
+        mirrorRetryWait,
+        mirrorConcurrency,
+        mirrorTimeout,
         buildTimeout,
         stallTimeout,
         debugPlatform,
         buildxVersion,
         buildxDownloadUrl
     };
-    core/* debug */.Yz(`Resolved inputs: ${JSON.stringify(redact(inputs))}`);
+    lib_core/* debug */.Yz(`Resolved inputs: ${JSON.stringify(redact(inputs))}`);
     return inputs;
 }
 function repositoryInput(input, value, problems, required) {
@@ -34755,7 +35613,7 @@ function repositoryInput(input, value, problems, required) {
         }
         const name = repositoryName(reference);
         if (reference.lowered) {
-            core/* notice */.lm(`${input}: repository "${value.trim()}" lower-cased to "${name}"`);
+            notice(`${input}: repository "${value.trim()}" lower-cased to "${name}"`);
         }
         return name;
     }
@@ -34838,7 +35696,7 @@ function platformList(text, problems) {
     }
     for (const [canonical, names] of spellings) {
         if (names.length > 1) {
-            core/* warning */.$e(`platforms: ${names.join(', ')} are the same platform (${canonical}); building it once`);
+            lib_core/* warning */.$e(`platforms: ${names.join(', ')} are the same platform (${canonical}); building it once`);
         }
     }
     if (platforms.length === 0 && problems.list.length === 0) {
@@ -34882,8 +35740,8 @@ function credentialList(text, env, problems, pullRequest) {
         if (passwordEnv)
             password = env[passwordEnv] ?? '';
         if (password) {
-            core/* setSecret */.Pq(password);
-            core/* setSecret */.Pq(Buffer.from(`${username}:${password}`).toString('base64'));
+            lib_core/* setSecret */.Pq(password);
+            lib_core/* setSecret */.Pq(Buffer.from(`${username}:${password}`).toString('base64'));
         }
         if (!username) {
             problems.list.push(`${where} (${registry || 'Docker Hub'}): username is missing`);
@@ -34891,7 +35749,7 @@ function credentialList(text, env, problems, pullRequest) {
         }
         if (!password && pullRequest) {
             // Pull requests from forks get no secrets; building still works.
-            core/* notice */.lm(`${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`);
+            notice(`${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`);
             return;
         }
         if (!password) {
@@ -34922,7 +35780,7 @@ function secretList(lines, problems) {
         }
         const value = line.slice(at + 1);
         if (value)
-            core/* setSecret */.Pq(value);
+            lib_core/* setSecret */.Pq(value);
         return [{ id: line.slice(0, at), value }];
     });
 }
@@ -34943,7 +35801,7 @@ function warnUnusedCredentials(credentials, repositories, cacheRefs) {
     }
     for (const credential of credentials) {
         if (!hosts.has(credential.key)) {
-            core/* warning */.$e(`registry-auth: ${credential.registry} is not the registry of image, ` +
+            lib_core/* warning */.$e(`registry-auth: ${credential.registry} is not the registry of image, ` +
                 'mirrors or cache refs; check the host name');
         }
     }
@@ -34965,12 +35823,12 @@ function withOciLabels(labels, version, env) {
         .map(([key, value]) => `${key}=${value}`);
     return [...labels, ...added];
 }
-function numberInput(input, value, fallback, problems) {
+function numberInput(input, value, fallback, problems, unit = 'minutes; 0 turns it off') {
     const text = value.trim();
     if (!text)
         return fallback;
     if (!/^\d+(\.\d+)?$/.test(text)) {
-        problems.add(input, value, 'is not a number (minutes; 0 turns it off)');
+        problems.add(input, value, `is not a number (${unit})`);
         return fallback;
     }
     return Number(text);
@@ -35003,18 +35861,515 @@ function firstLine(text) {
     return text.split('\n')[0];
 }
 
+;// CONCATENATED MODULE: ./src/buildx.ts
+
+
+
+
+
+
+
+
+
+
+
+// Pinned buildx (#8). With `buildx-version` empty the runner's own buildx is
+// used and only its version is logged. Otherwise one release is installed for
+// this run only, as the CLI plugin of the run's private Docker config:
+//
+//   <base>/<tag>/buildx-<tag>.linux-<arch>   the plugin binary
+//   <base>/<tag>/checksums.txt               "<sha256> *<asset>" per line
+//
+// <base> is `buildx-download-url` (GitHub's release downloads by default).
+// `latest` is asked from the GitHub API for the default base; a custom base
+// (a mirror) must serve <base>/latest, a text file holding the version, such
+// as "v0.28.0"; without it `latest` is refused and a version must be pinned.
+//
+// A verified download is kept in the runner's tool cache (tool `buildx`), so
+// a second run in the same job, or on the same self-hosted runner, makes no
+// request at all. Every request is retried on transient failures (HTTP 5xx,
+// 408, 429, refused or reset connections, timeouts): RETRY_WAITS holds the
+// waits, so a request is tried at most RETRY_WAITS.length + 1 times.
+const buildx_PHASE = 'Buildx';
+const TOOL = 'buildx';
+const PLUGIN = 'docker-buildx';
+const LATEST_API = 'https://api.github.com/repos/docker/buildx/releases/latest';
+const RETRY_WAITS = [1000, 2000, 4000];
+// A request that sends nothing for this long is abandoned (and retried).
+const IDLE_TIMEOUT = 30_000;
+const VERSION = /^v?\d+\.\d+\.\d+(-[\w.]+)?$/;
+let inUse = '';
+// The buildx version this run uses, once setupBuildx has run ('' before).
+const buildxInUse = () => inUse;
+// --- Names and addresses ------------------------------------------------
+// Release tags always carry the v; users may leave it out.
+const tagOf = (version) => `v${version.trim().replace(/^v/, '')}`;
+const ARCHES = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    // buildx publishes arm-v6 and arm-v7; 32-bit runners are ARMv7 or newer.
+    arm: 'arm-v7'
+};
+function assetName(tag, arch = process.arch, platform = process.platform) {
+    const cpu = ARCHES[arch];
+    if (platform !== 'linux' || !cpu) {
+        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `no buildx release for ${platform}/${arch}; buildx-version works on ` +
+            'Linux runners with amd64, arm64 or arm/v7 CPUs');
+    }
+    return `buildx-${tag}.linux-${cpu}`;
+}
+const trimBase = (base) => base.replace(/\/+$/, '');
+function releaseUrls(base, tag, asset) {
+    const dir = `${trimBase(base)}/${tag}`;
+    return { asset: `${dir}/${asset}`, checksums: `${dir}/checksums.txt` };
+}
+// Where `latest` comes from: GitHub's API for GitHub's own releases, a text
+// file next to the version directories for any other base.
+function latestSource(base) {
+    return trimBase(base) === DEFAULT_BUILDX_URL
+        ? { url: LATEST_API, kind: 'github' }
+        : { url: `${trimBase(base)}/latest`, kind: 'text' };
+}
+function parseLatest(kind, body, url) {
+    let version = '';
+    if (kind === 'github') {
+        try {
+            const release = JSON.parse(body);
+            if (typeof release.tag_name === 'string')
+                version = release.tag_name;
+        }
+        catch {
+            // Reported below with the URL.
+        }
+    }
+    else {
+        version =
+            body
+                .split('\n')
+                .map(line => line.trim())
+                .find(line => line && !line.startsWith('#')) ?? '';
+    }
+    if (!VERSION.test(version)) {
+        const what = kind === 'github'
+            ? 'a release with a tag_name such as v0.28.0'
+            : 'a version such as v0.28.0 on its first line';
+        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} did not answer ${what} (got ${JSON.stringify(body.slice(0, 80))})`);
+    }
+    return tagOf(version);
+}
+// --- Checksums ----------------------------------------------------------
+// buildx writes checksums.txt with `sha256sum -b`: "<sha256> *<asset>"; the
+// text-mode form "<sha256>  <asset>" is read too.
+function parseChecksums(text) {
+    const digests = new Map();
+    for (const line of text.split('\n')) {
+        const match = /^([0-9a-fA-F]{64})\s+\*?(\S.*?)\s*$/.exec(line.trim());
+        if (match)
+            digests.set(match[2], match[1].toLowerCase());
+    }
+    return digests;
+}
+function expectedDigest(text, asset, url) {
+    const digest = parseChecksums(text).get(asset);
+    if (!digest) {
+        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} lists no sha256 for ${asset}`);
+    }
+    return digest;
+}
+const mismatchMessage = (asset, url, expected, actual) => `${asset} downloaded from ${url} does not match checksums.txt: ` +
+    `expected sha256 ${expected}, got sha256 ${actual}; refusing to use it`;
+// --- Versions -----------------------------------------------------------
+// The version from `docker buildx version`: "github.com/docker/buildx
+// v0.28.0 <commit>" from buildx's releases, "0.13.1+ds1 ..." from Debian.
+function parseVersionOutput(stdout) {
+    const line = stdout.split('\n').find(l => /github\.com\/docker\/buildx\s/.test(l)) ??
+        stdout.split('\n')[0] ??
+        '';
+    return line.trim().split(/\s+/)[1] ?? '';
+}
+const semverOf = (version) => {
+    const text = version.trim();
+    if (!/^v?\d+\.\d+\.\d+/.test(text))
+        return null;
+    return node_modules_semver.valid(node_modules_semver.clean(text) ?? text);
+};
+// For gating flags on the buildx in use: true when `version` is `wanted` or
+// newer. Versions that are not semver (builds reporting a commit) count as
+// older, so the action stays with what every buildx understands.
+function atLeast(version, wanted) {
+    const have = semverOf(version);
+    const need = semverOf(wanted);
+    if (!have || !need)
+        return false;
+    return semver.gte(have, need);
+}
+const sameVersion = (a, b) => {
+    const left = semverOf(a);
+    const right = semverOf(b);
+    return left !== null && right !== null && node_modules_semver.eq(left, right);
+};
+// --- Requests, retried --------------------------------------------------
+class HttpStatusError extends Error {
+    url;
+    status;
+    constructor(url, status, statusText) {
+        super(`HTTP ${status}${statusText ? ` ${statusText}` : ''}`);
+        this.url = url;
+        this.status = status;
+        this.name = 'HttpStatusError';
+    }
+}
+class IdleTimeout extends Error {
+    constructor(seconds) {
+        super(`no data for ${seconds}s`);
+        this.name = 'IdleTimeout';
+    }
+}
+const NETWORK_CODES = new Set([
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ECONNABORTED',
+    'ETIMEDOUT',
+    'EPIPE',
+    'EHOSTUNREACH',
+    'ENETUNREACH',
+    'EAI_AGAIN',
+    'ENOTFOUND',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_BODY_TIMEOUT',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CLOSED'
+]);
+function chain(error) {
+    const list = [];
+    let current = error;
+    while (typeof current === 'object' && current !== null && list.length < 5) {
+        list.push(current);
+        current = current.cause;
+    }
+    if (list.length === 0)
+        list.push({ message: String(error) });
+    return list;
+}
+function isTransient(error) {
+    if (error instanceof HttpStatusError) {
+        return error.status >= 500 || error.status === 408 || error.status === 429;
+    }
+    return chain(error).some(link => ['IdleTimeout', 'TimeoutError'].includes(String(link.name)) ||
+        NETWORK_CODES.has(String(link.code)) ||
+        // undici's own words for a connection that failed or broke off.
+        (link.name === 'TypeError' &&
+            ['fetch failed', 'terminated'].includes(String(link.message))));
+}
+// "fetch failed (connect ECONNREFUSED 127.0.0.1:9)": the outer message
+// alone would not say why.
+function describe(error) {
+    const messages = chain(error)
+        .map(link => (typeof link.message === 'string' ? link.message : ''))
+        .filter(Boolean);
+    const unique = messages.filter((m, i) => messages.indexOf(m) === i);
+    return unique.length > 1
+        ? `${unique[0]} (${unique.slice(1).join(': ')})`
+        : (unique[0] ?? 'unknown error');
+}
+// Exponential waits with jitter: each within 25% of its step, so runners
+// that failed together do not all come back at the same moment.
+const jittered = (step, random) => Math.round(step * (0.75 + random / 2));
+const pause = async (ms) => new Promise(resolve => setTimeout(resolve, ms));
+async function withRetries(url, work, options = {}) {
+    const waits = options.waits ?? RETRY_WAITS;
+    const sleep = options.sleep ?? pause;
+    const random = options.random ?? Math.random;
+    const attempts = waits.length + 1;
+    for (let attempt = 1;; attempt++) {
+        try {
+            return await work();
+        }
+        catch (error) {
+            if (error instanceof src_exec/* PhaseError */.wo)
+                throw error;
+            const cause = describe(error);
+            if (!isTransient(error)) {
+                const hint = error instanceof HttpStatusError && error.status === 404
+                    ? '; check buildx-version and buildx-download-url'
+                    : '';
+                throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url}: ${cause}${hint}`);
+            }
+            if (attempt === attempts) {
+                throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} could not be reached after ${attempts} attempts: ${cause}`);
+            }
+            const ms = jittered(waits[attempt - 1], random());
+            lib_core/* info */.pq(`Attempt ${attempt} of ${attempts} for ${url} failed: ${cause}; ` +
+                `retrying in ${(ms / 1000).toFixed(1)}s`);
+            await sleep(ms);
+        }
+    }
+}
+// One GET, abandoned when the server goes quiet; `consume` reads the body.
+async function get(url, headers, consume) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new IdleTimeout(IDLE_TIMEOUT / 1000)), IDLE_TIMEOUT);
+    try {
+        const response = await fetch(url, {
+            headers: { 'User-Agent': 'multiarch-action', ...headers },
+            signal: controller.signal
+        });
+        if (!response.ok || !response.body) {
+            await response.body?.cancel();
+            throw new HttpStatusError(url, response.status, response.statusText);
+        }
+        timer.refresh();
+        const body = external_node_stream_.Readable.fromWeb(response.body);
+        return await consume(body, () => timer.refresh());
+    }
+    catch (error) {
+        // An abort surfaces as an AbortError; report why it was aborted.
+        if (controller.signal.aborted)
+            throw controller.signal.reason;
+        throw error;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+async function fetchText(url, headers = {}, options) {
+    return withRetries(url, async () => get(url, headers, async (body, alive) => {
+        const chunks = [];
+        for await (const chunk of body) {
+            chunks.push(chunk);
+            alive();
+        }
+        return Buffer.concat(chunks).toString('utf8');
+    }), options);
+}
+// Streams `url` into `file`; returns the sha256 of what arrived.
+async function downloadFile(url, file, options) {
+    return withRetries(url, async () => get(url, {}, async (body, alive) => {
+        const hash = (0,external_node_crypto_.createHash)('sha256');
+        await (0,promises_namespaceObject.pipeline)(body, async function* (source) {
+            for await (const chunk of source) {
+                hash.update(chunk);
+                alive();
+                yield chunk;
+            }
+        }, (0,external_node_fs_.createWriteStream)(file));
+        return hash.digest('hex');
+    }), options);
+}
+const sha256File = (file) => (0,external_node_crypto_.createHash)('sha256').update((0,external_node_fs_.readFileSync)(file)).digest('hex');
+// --- Setup --------------------------------------------------------------
+// The runner sets both; outside it, keep the cache beside the temp dir.
+function runnerDirs(env = process.env) {
+    const temp = env.RUNNER_TEMP || (0,external_node_os_.tmpdir)();
+    const toolCache = env.RUNNER_TOOL_CACHE ||
+        (env.RUNNER_TEMP
+            ? (0,external_node_path_.join)((0,external_node_path_.dirname)(env.RUNNER_TEMP), '_tool')
+            : (0,external_node_path_.join)((0,external_node_os_.tmpdir)(), 'multiarch-tool-cache'));
+    return { temp, toolCache };
+}
+async function setupBuildx(inputs, dockerConfigDir) {
+    if (!inputs.buildxVersion) {
+        const version = await reportVersion();
+        inUse = version;
+        return version;
+    }
+    const dirs = runnerDirs();
+    process.env.RUNNER_TEMP = dirs.temp;
+    process.env.RUNNER_TOOL_CACHE = dirs.toolCache;
+    const base = trimBase(inputs.buildxDownloadUrl);
+    const tag = inputs.buildxVersion === 'latest'
+        ? await resolveLatest(base)
+        : tagOf(inputs.buildxVersion);
+    const binary = await cachedOrDownloaded(base, tag, dirs.temp);
+    const pluginDir = (0,external_node_path_.join)(dockerConfigDir, 'cli-plugins');
+    (0,external_node_fs_.mkdirSync)(pluginDir, { recursive: true });
+    const plugin = (0,external_node_path_.join)(pluginDir, PLUGIN);
+    (0,external_node_fs_.copyFileSync)(binary, plugin);
+    (0,external_node_fs_.chmodSync)(plugin, 0o755);
+    preferPluginDir(dockerConfigDir, pluginDir);
+    lib_core/* info */.pq(`Installed buildx ${tag} for this run: ${plugin}`);
+    const version = await reportVersion();
+    if (!sameVersion(version, tag)) {
+        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `docker buildx version reports ${version || 'no version'} after ` +
+            `installing ${tag} at ${plugin}; another docker-buildx is found first`);
+    }
+    inUse = version;
+    return version;
+}
+async function reportVersion() {
+    const result = await (0,src_exec/* run */.eF)({ phase: buildx_PHASE, args: ['buildx', 'version'] });
+    const text = result.stdout.trim();
+    lib_core/* info */.pq(`docker buildx version: ${text}`);
+    return parseVersionOutput(text);
+}
+async function resolveLatest(base) {
+    const source = latestSource(base);
+    let body;
+    try {
+        body = await fetchText(source.url, source.kind === 'github' ? { Accept: 'application/vnd.github+json' } : {});
+    }
+    catch (error) {
+        if (source.kind === 'text') {
+            throw new src_exec/* PhaseError */.wo(buildx_PHASE, `buildx-version latest with buildx-download-url ${base} reads ` +
+                `${source.url}, a text file holding the version (e.g. v0.28.0), ` +
+                `and that failed: ${buildx_message(error)}. Serve that file, or pin ` +
+                'buildx-version to a version');
+        }
+        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `could not look up the latest buildx release: ${buildx_message(error)}. ` +
+            'Pin buildx-version to a version to skip the lookup');
+    }
+    const tag = parseLatest(source.kind, body, source.url);
+    lib_core/* info */.pq(`Latest buildx is ${tag} (from ${source.url})`);
+    return tag;
+}
+// A cached copy is used when its recorded digest still matches; anything
+// else is downloaded, verified against checksums.txt, then cached.
+async function cachedOrDownloaded(base, tag, temp) {
+    const asset = assetName(tag);
+    const cached = find(TOOL, tag, process.arch);
+    if (cached) {
+        const binary = (0,external_node_path_.join)(cached, PLUGIN);
+        const recorded = (0,external_node_path_.join)(cached, `${PLUGIN}.sha256`);
+        const digest = (0,external_node_fs_.existsSync)(recorded)
+            ? (0,external_node_fs_.readFileSync)(recorded, 'utf8').trim()
+            : '';
+        if ((0,external_node_fs_.existsSync)(binary) && digest && sha256File(binary) === digest) {
+            lib_core/* info */.pq(`buildx ${tag} found in the tool cache: ${cached}`);
+            return binary;
+        }
+        lib_core/* warning */.$e(`buildx ${tag} in the tool cache (${cached}) does not match the ` +
+            'digest recorded when it was cached; downloading it again');
+    }
+    const urls = releaseUrls(base, tag, asset);
+    const expected = expectedDigest(await fetchText(urls.checksums), asset, urls.checksums);
+    const scratch = (0,external_node_fs_.mkdtempSync)((0,external_node_path_.join)(temp, 'buildx-'));
+    try {
+        const file = (0,external_node_path_.join)(scratch, asset);
+        lib_core/* info */.pq(`Downloading ${urls.asset}`);
+        const actual = await downloadFile(urls.asset, file);
+        if (actual !== expected) {
+            throw new src_exec/* PhaseError */.wo(buildx_PHASE, mismatchMessage(asset, urls.asset, expected, actual));
+        }
+        lib_core/* info */.pq(`${asset}: sha256 ${actual} matches ${urls.checksums}`);
+        (0,external_node_fs_.chmodSync)(file, 0o755);
+        const dir = await cacheFile(file, PLUGIN, TOOL, tag, process.arch);
+        (0,external_node_fs_.writeFileSync)((0,external_node_path_.join)(dir, `${PLUGIN}.sha256`), `${actual}\n`);
+        lib_core/* info */.pq(`buildx ${tag} cached in the tool cache: ${dir}`);
+        return (0,external_node_path_.join)(dir, PLUGIN);
+    }
+    finally {
+        (0,external_node_fs_.rmSync)(scratch, { recursive: true, force: true });
+    }
+}
+// The docker CLI looks in config.json's cliPluginsExtraDirs before
+// $DOCKER_CONFIG/cli-plugins (docker 28 does; older CLIs the other way
+// round), and the run's config lists the user's plugin directory there. Put
+// the run's own directory first so a buildx in ~/.docker/cli-plugins cannot
+// shadow the pinned one.
+function preferPluginDir(dockerConfigDir, pluginDir) {
+    const file = (0,external_node_path_.join)(dockerConfigDir, 'config.json');
+    const config = (0,external_node_fs_.existsSync)(file)
+        ? JSON.parse((0,external_node_fs_.readFileSync)(file, 'utf8'))
+        : {};
+    const extra = Array.isArray(config.cliPluginsExtraDirs)
+        ? config.cliPluginsExtraDirs
+        : [];
+    config.cliPluginsExtraDirs = [
+        pluginDir,
+        ...extra.filter(dir => dir !== pluginDir)
+    ];
+    (0,external_node_fs_.writeFileSync)(file, JSON.stringify(config), { mode: 0o600 });
+}
+function buildx_message(error) {
+    return error instanceof src_exec/* PhaseError */.wo
+        ? error.message.replace(/^Buildx: /, '')
+        : describe(error);
+}
+
+;// CONCATENATED MODULE: ./src/emulators.ts
+
+
+
+
+
+// Emulators: every requested platform the runner cannot execute natively
+// needs a QEMU handler in the kernel's binfmt_misc table before the build.
+const emulators_PHASE = 'Emulators';
+// Tests point this at a directory of their own so they never change the
+// machine's real handlers.
+const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
+function emulatedPlatforms(platforms, native = nativePlatforms()) {
+    return platforms
+        .filter(platform => !native.includes(platform))
+        .map(platform => ({ platform, ...emulatorFor(platform) }));
+}
+function isRegistered(handler, dir = binfmtDir()) {
+    const entry = (0,external_node_path_.join)(dir, handler);
+    if (!(0,external_node_fs_.existsSync)(entry))
+        return false;
+    return (0,external_node_fs_.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
+}
+function installArgs(image, names) {
+    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
+}
+async function ensureEmulators(inputs) {
+    if (inputs.qemu === 'false') {
+        lib_core/* info */.pq('qemu: false, leaving emulators as they are');
+        return [];
+    }
+    if (inputs.driver === 'remote' && inputs.qemu === 'auto') {
+        lib_core/* info */.pq('driver: remote builds on its own nodes; no local emulators needed');
+        return [];
+    }
+    const needs = emulatedPlatforms(inputs.platforms);
+    if (needs.length === 0) {
+        lib_core/* info */.pq('Every platform runs natively; installing nothing');
+        return [];
+    }
+    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
+    for (const need of needs.filter(n => !missing.includes(n))) {
+        lib_core/* info */.pq(`${need.platform}: ${need.handler} is already registered`);
+    }
+    if (missing.length === 0)
+        return [];
+    const names = [...new Set(missing.map(n => n.installName))];
+    lib_core/* info */.pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
+    await (0,src_exec/* run */.eF)({
+        phase: emulators_PHASE,
+        args: installArgs(inputs.qemuImage, names),
+        subject: missing.map(n => n.platform).join(', '),
+        echo: true
+    });
+    const stillMissing = missing.filter(n => !isRegistered(n.handler));
+    if (stillMissing.length > 0) {
+        // TODO(#6): read the installer's JSON status as well.
+        const list = stillMissing
+            .map(n => `${n.platform} (no ${n.handler} in ${binfmtDir()})`)
+            .join(', ');
+        throw new src_exec/* PhaseError */.wo(emulators_PHASE, `no emulator is registered for ${list} after running ${inputs.qemuImage}`);
+    }
+    return missing.map(n => n.platform);
+}
+
 // EXTERNAL MODULE: ./src/logins.ts
 var logins = __nccwpck_require__(2989);
 ;// CONCATENATED MODULE: ./src/mirrors.ts
 
 
 
+
 // Mirrors: copy the index this run pushed, named by digest so that no other
-// run can move it underneath us, into each mirror repository with one
-// imagetools create for all of its tags, then read every tag back.
+// run can move it meanwhile, into each mirror repository with one
+// imagetools create for all of its tags; then read every tag back. Every
+// mirror is tried, in parallel up to a bound; one failure neither hides nor
+// blocks the others.
 const mirrors_PHASE = 'Mirrors';
-function copyArgs(builder, mirror, tags, source) {
-    const args = ['buildx', 'imagetools', 'create', '--builder', builder];
+const withBuilder = (builder) => builder ? ['--builder', builder] : [];
+function copyArgs(builder, mirror, tags, source, keepManifest = false) {
+    const args = ['buildx', 'imagetools', 'create', ...withBuilder(builder)];
+    if (keepManifest)
+        args.push('--prefer-index=false');
     for (const tag of tags)
         args.push('--tag', `${mirror}:${tag}`);
     args.push(source);
@@ -35024,83 +36379,249 @@ const inspectArgs = (builder, ref) => [
     'buildx',
     'imagetools',
     'inspect',
-    '--builder',
-    builder,
+    ...withBuilder(builder),
     '--format',
     '{{json .Manifest}}',
     ref
 ];
 // `{{json .Manifest}}` prints the descriptor of what the reference names,
-// with the index's entries when it is an index.
+// with the index's entries when it is an index; attestation entries
+// (unknown/unknown) are not platforms.
 function parseInspect(stdout) {
     const manifest = JSON.parse(stdout);
     const platforms = (manifest.manifests ?? [])
         .map(entry => fromDescriptor(entry.platform ?? {}))
         .filter(platform => platform !== 'unknown/unknown');
-    return { digest: manifest.digest ?? '', platforms };
+    return {
+        digest: manifest.digest ?? '',
+        mediaType: manifest.mediaType ?? '',
+        platforms
+    };
 }
-async function inspect(builder, ref) {
-    const { stdout } = await run({
+const PERMANENT = /denied|MANIFEST_INVALID|TAG_INVALID|NAME_INVALID|NAME_UNKNOWN|name unknown|unknown manifest class|unsupported media ?type|MANIFEST_BLOB_UNKNOWN|invalid reference format|\b40[03]\b/i;
+const TRANSIENT = /\b5\d\d\b|\b429\b|too many requests|toomanyrequests|connection reset|connection refused|broken pipe|\bEOF\b|i\/o timeout|timed? ?out|deadline exceeded|TLS handshake|no such host|temporary failure in name resolution|server misbehaving|network is unreachable/i;
+function classify(stderr) {
+    if (/not found|manifest unknown/i.test(stderr) &&
+        !/name unknown/i.test(stderr)) {
+        return 'missing';
+    }
+    if (/\b401\b|unauthorized|authentication required/i.test(stderr)) {
+        return 'unauthorized';
+    }
+    if (TRANSIENT.test(stderr))
+        return 'transient';
+    if (PERMANENT.test(stderr))
+        return 'permanent';
+    return 'permanent';
+}
+// Exponential backoff with jitter: base, 2 base, 4 base... each scaled by
+// a random factor in [0.5, 1.5), capped at five minutes.
+function backoff(attempt, baseSeconds, random = Math.random) {
+    const wait = baseSeconds * 2 ** (attempt - 1) * (0.5 + random());
+    return Math.min(300, Math.round(wait * 10) / 10);
+}
+// The registry's reason, with a hint when it refused the manifest's type.
+function explain(reason, mediaType) {
+    if (/MANIFEST_INVALID|unknown manifest class|unsupported media ?type|manifest invalid/i.test(reason)) {
+        return (`${reason}\nThe registry refused a manifest of type ${mediaType || 'unknown'}. ` +
+            'Attestations make buildx write OCI indexes and artifact manifests that ' +
+            'some registries (Aliyun ACR, older Harbor and Artifactory) refuse: ' +
+            'keep provenance: false and sbom: false (the defaults).');
+    }
+    return reason;
+}
+const sleep = (seconds) => new Promise(resolve => setTimeout(resolve, seconds * 1000));
+// --- Reading back ----------------------------------------------------------
+async function mirrors_read(builder, ref) {
+    const command = {
         phase: mirrors_PHASE,
         args: inspectArgs(builder, ref),
         subject: ref
-    });
-    return parseInspect(stdout);
+    };
+    const result = await (0,src_exec/* attempt */.CD)(command);
+    if (result.exitCode === 0)
+        return { found: parseInspect(result.stdout) };
+    return { cause: classify(result.stderr), reason: (0,src_exec/* failure */.V2)(command, result) };
 }
-async function copyToMirrors(builder, source, digest, mirrors, tags) {
-    const results = [];
-    // Every mirror is tried; one failure never hides or blocks the others.
-    for (const mirror of mirrors) {
-        results.push(await copyOne(builder, source, digest, mirror, tags));
+async function inspect(builder, ref) {
+    const { found, reason } = await mirrors_read(builder, ref);
+    if (!found)
+        throw new Error(reason);
+    return found;
+}
+// Registries can lag right after a write: a tag that reads as unknown is
+// read again a few times before it counts as missing.
+async function verify(plan, ref) {
+    for (let tries = 1;; tries++) {
+        const { found, cause, reason } = await mirrors_read(plan.builder, ref);
+        if (found) {
+            if (found.digest !== plan.digest) {
+                return `${ref} holds ${found.digest}, expected ${plan.digest}`;
+            }
+            const missing = plan.platforms.filter(p => !found.platforms.includes(p));
+            if (found.platforms.length > 0 && missing.length > 0) {
+                return `${ref} lacks ${missing.join(', ')}`;
+            }
+            return undefined;
+        }
+        if (cause !== 'missing' && cause !== 'transient')
+            return reason;
+        if (tries >= 4)
+            return `${ref} is not there after the copy: ${reason}`;
+        await sleep(tries);
     }
+}
+// --- Copying ----------------------------------------------------------------
+async function copyToMirrors(mirrors, plan) {
+    const results = new Array(mirrors.length);
+    let next = 0;
+    const worker = async () => {
+        while (next < mirrors.length) {
+            const index = next++;
+            results[index] = await copyOne(mirrors[index], plan);
+        }
+    };
+    const workers = Math.max(1, Math.min(plan.concurrency, mirrors.length));
+    await Promise.all(Array.from({ length: workers }, worker));
     return results;
 }
-async function copyOne(builder, source, digest, mirror, tags) {
+async function copyOne(mirror, plan) {
     const started = Date.now();
-    const refs = tags.map(tag => `${mirror}:${tag}`);
-    const result = (status, reason) => ({
-        mirror,
-        refs,
-        status,
-        digest: status === 'done' ? digest : '',
-        ...(reason ? { reason } : {}),
-        seconds: Math.round((Date.now() - started) / 100) / 10
-    });
+    const refs = plan.tags.map(tag => `${mirror}:${tag}`);
+    let attempts = 0;
+    const result = (status, reason) => {
+        const seconds = Math.round((Date.now() - started) / 100) / 10;
+        if (status === 'failed') {
+            lib_core/* error */.z3(`Mirror ${mirror} failed: ${reason ?? ''}`, {
+                title: `Mirror ${mirror}`
+            });
+        }
+        return {
+            mirror,
+            refs,
+            status,
+            digest: status === 'failed' ? '' : plan.digest,
+            attempts,
+            seconds,
+            ...(reason ? { reason } : {})
+        };
+    };
+    // A re-run of a half-failed release writes only what is missing.
+    const current = await Promise.all(refs.map(ref => mirrors_read(plan.builder, ref)));
+    const stale = plan.tags.filter((_, i) => current[i].found?.digest !== plan.digest);
+    if (stale.length === 0) {
+        lib_core/* info */.pq(`${mirror}: every tag already holds ${plan.digest}`);
+        return result('up-to-date');
+    }
+    const brandNew = current.every(read => read.cause === 'missing');
     const command = {
         phase: mirrors_PHASE,
-        args: copyArgs(builder, mirror, tags, source),
-        subject: mirror
+        args: copyArgs(plan.builder, mirror, stale, plan.source, plan.keepManifest),
+        subject: mirror,
+        timeoutMs: plan.timeoutMinutes * 60_000
     };
-    core/* info */.pq(`Copying ${source} to ${refs.join(', ')}`);
-    const copied = await (0,exec/* attempt */.CD)(command);
-    if (copied.exitCode !== 0) {
-        const reason = (0,exec/* failure */.V2)(command, copied);
-        core/* error */.z3(`Mirror ${mirror} failed: ${reason}`, {
-            title: `Mirror ${mirror}`
-        });
-        return result('failed', reason);
+    let retried401 = false;
+    for (;;) {
+        attempts++;
+        lib_core/* info */.pq(`${mirror}: attempt ${attempts}, copying ${plan.source} to ${stale.join(', ')}`);
+        const copied = await (0,src_exec/* attempt */.CD)(command);
+        if (copied.exitCode === 0)
+            break;
+        const reason = explain((0,src_exec/* failure */.V2)(command, copied), plan.mediaType);
+        const cause = copied.timedOut ? 'transient' : classify(copied.stderr);
+        // Some registries refuse the very first write to a repository that
+        // does not exist yet, and accept the same write a moment later.
+        const retry401 = cause === 'unauthorized' && brandNew && !retried401;
+        if (!(cause === 'transient' || retry401) || attempts >= plan.attempts) {
+            const after = attempts > 1 ? ` (after ${attempts} attempts)` : '';
+            return result('failed', `${reason}${after}`);
+        }
+        if (retry401)
+            retried401 = true;
+        const wait = backoff(attempts, plan.waitSeconds);
+        lib_core/* warning */.$e(`${mirror}: attempt ${attempts} failed (${cause}: ${lastLine(copied.stderr)}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
+        await sleep(wait);
     }
     for (const ref of refs) {
-        const found = await inspectOrReason(builder, ref);
-        if (typeof found === 'string') {
-            core/* error */.z3(`Mirror ${mirror}: ${found}`, { title: `Mirror ${mirror}` });
-            return result('failed', found);
-        }
-        if (found.digest !== digest) {
-            const reason = `${ref} holds ${found.digest}, expected ${digest}`;
-            core/* error */.z3(`Mirror ${mirror}: ${reason}`, { title: `Mirror ${mirror}` });
-            return result('failed', reason);
-        }
-        core/* info */.pq(`Verified ${ref} at ${digest}`);
+        const problem = await verify(plan, ref);
+        if (problem)
+            return result('failed', problem);
+        lib_core/* info */.pq(`Verified ${ref} at ${plan.digest}`);
     }
     return result('done');
 }
-async function inspectOrReason(builder, ref) {
-    const command = { phase: mirrors_PHASE, args: inspectArgs(builder, ref), subject: ref };
-    const read = await (0,exec/* attempt */.CD)(command);
-    if (read.exitCode !== 0)
-        return `reading ${ref} back failed: ${(0,exec/* failure */.V2)(command, read)}`;
-    return parseInspect(read.stdout);
+function lastLine(text) {
+    return text.trim().split('\n').pop() ?? '';
+}
+const INDEX_TYPES = [
+    'application/vnd.oci.image.index.v1+json',
+    'application/vnd.docker.distribution.manifest.list.v2+json'
+];
+const isIndex = (mediaType) => INDEX_TYPES.includes(mediaType);
+// After the push: what the registry holds must have every platform asked
+// for, exactly once (arm64 without variant is linux/arm64/v8).
+async function checkPushed(inputs, builder, built) {
+    if (!built.digest) {
+        return { ...built, mediaType: '', platforms: inputs.platforms };
+    }
+    const found = await inspect(builder, `${inputs.image}@${built.digest}`);
+    const platforms = isIndex(found.mediaType)
+        ? found.platforms
+        : inputs.platforms;
+    const missing = inputs.platforms.filter(p => !platforms.includes(p));
+    const extra = platforms.filter(p => !inputs.platforms.includes(p));
+    if (missing.length > 0 ||
+        extra.length > 0 ||
+        new Set(platforms).size !== platforms.length) {
+        throw new src_exec/* PhaseError */.wo('Build', `${inputs.image}@${built.digest} holds ${platforms.join(', ')}; ` +
+            `expected ${inputs.platforms.join(', ')}`);
+    }
+    lib_core/* info */.pq(`${inputs.image}@${built.digest} holds ${platforms.join(', ')}`);
+    return { ...built, mediaType: found.mediaType, platforms };
+}
+// Mirror-only mode: the source named by tag is resolved to its digest once,
+// and every copy reads that digest.
+async function readSource(inputs) {
+    const found = await inspect('', inputs.source);
+    lib_core/* info */.pq(`${inputs.source} is ${found.digest} (${found.platforms.join(', ') || found.mediaType})`);
+    return {
+        digest: found.digest,
+        metadata: {},
+        mediaType: found.mediaType,
+        platforms: found.platforms
+    };
+}
+function sourceRepository(source) {
+    return repositoryName(parseReference(source));
+}
+// imagetools create turns a single manifest into a one-entry index (a new
+// digest) unless --prefer-index=false is given, which older buildx lacks.
+let preferIndexFlag;
+async function keepsManifest() {
+    if (preferIndexFlag === undefined) {
+        const help = await (0,src_exec/* attempt */.CD)({
+            phase: mirrors_PHASE,
+            args: ['buildx', 'imagetools', 'create', '--help']
+        });
+        preferIndexFlag = help.stdout.includes('--prefer-index');
+    }
+    return preferIndexFlag;
+}
+// A single-platform release without attestations is one manifest, not an
+// index. Without --prefer-index its mirrors would get another digest, so
+// say so before anything is built or pushed.
+async function checkMirrorSupport(inputs) {
+    const single = inputs.platforms.length === 1 &&
+        inputs.provenance === 'false' &&
+        inputs.sbom === 'false';
+    if (!single || !inputs.push || inputs.mirrors.length === 0)
+        return;
+    if (await keepsManifest())
+        return;
+    throw new src_exec/* PhaseError */.wo(mirrors_PHASE, `${inputs.platforms[0]} alone is pushed as a single manifest, and this ` +
+        'buildx has no imagetools create --prefer-index=false to copy it ' +
+        'unchanged: its mirrors would hold a different digest. Set ' +
+        'buildx-version to a newer buildx, or build more than one platform.');
 }
 
 ;// CONCATENATED MODULE: ./src/plan.ts
@@ -35153,11 +36674,11 @@ async function printPlan(inputs) {
     const refs = inputs.push
         ? [inputs.image, ...inputs.mirrors].flatMap(repository => inputs.tags.map(tag => `${repository}:${tag}`))
         : [];
-    core/* info */.pq('dry-run: nothing below is run');
-    lines.forEach(line => core/* info */.pq(line));
-    core/* info */.pq(`Tags that would be written:\n${refs.join('\n') || '(none)'}`);
+    lib_core/* info */.pq('dry-run: nothing below is run');
+    lines.forEach(line => lib_core/* info */.pq(line));
+    lib_core/* info */.pq(`Tags that would be written:\n${refs.join('\n') || '(none)'}`);
     if (process.env.GITHUB_STEP_SUMMARY) {
-        await core/* summary */.z
+        await lib_core/* summary */.z
             .addHeading('Multi-platform release: dry run', 2)
             .addCodeBlock(lines.join('\n'), 'sh')
             .addList(refs)
@@ -35166,6 +36687,7 @@ async function printPlan(inputs) {
 }
 
 ;// CONCATENATED MODULE: ./src/report.ts
+
 
 function writtenRefs(outcome) {
     const { inputs, built, mirrors } = outcome;
@@ -35176,12 +36698,12 @@ function writtenRefs(outcome) {
     return [...own, ...copied];
 }
 function setOutputs(outcome) {
-    core/* setOutput */.uH('digest', outcome.built.digest);
-    core/* setOutput */.uH('tags', writtenRefs(outcome).join('\n'));
-    core/* setOutput */.uH('platforms', outcome.inputs.platforms.join(','));
-    core/* setOutput */.uH('metadata', JSON.stringify(outcome.built.metadata));
-    core/* setOutput */.uH('mirrors', JSON.stringify(outcome.mirrors));
-    core/* setOutput */.uH('builder', outcome.builder);
+    lib_core/* setOutput */.uH('digest', outcome.built.digest);
+    lib_core/* setOutput */.uH('tags', writtenRefs(outcome).join('\n'));
+    lib_core/* setOutput */.uH('platforms', outcome.inputs.platforms.join(','));
+    lib_core/* setOutput */.uH('metadata', JSON.stringify(outcome.built.metadata));
+    lib_core/* setOutput */.uH('mirrors', JSON.stringify(outcome.mirrors));
+    lib_core/* setOutput */.uH('builder', outcome.builder);
 }
 const report_short = (digest) => digest ? `\`${digest.slice(0, 19)}\`` : '';
 async function writeSummary(outcome) {
@@ -35203,12 +36725,15 @@ async function writeSummary(outcome) {
             rows.push([mirror.mirror, tag, report_short(mirror.digest), status]);
         }
     }
-    const summary = core/* summary */.z
+    const summary = lib_core/* summary */.z
         .addHeading('Multi-platform release', 2)
         .addTable([header, ...rows])
         .addRaw(`Platforms: ${inputs.platforms.join(', ')}`, true);
     if (built.digest) {
         summary.addCodeBlock(`docker pull ${inputs.image}@${built.digest}`, 'sh');
+    }
+    if (notes().length > 0) {
+        summary.addHeading('Notes', 3).addList([...notes()]);
     }
     summary.addRaw(`Timings: ${timings.map(t => `${t.phase} ${t.seconds}s`).join(', ')}`, true);
     if (process.env.GITHUB_STEP_SUMMARY)
@@ -35232,6 +36757,8 @@ var state = __nccwpck_require__(2462);
 
 
 
+
+
 // The release recipe: one call per phase, each in its own log group.
 async function main() {
     state/* markMain */.rH();
@@ -35239,7 +36766,7 @@ async function main() {
     const phase = async (title, work) => {
         const started = Date.now();
         try {
-            return await core/* group */.Os(title, async () => work());
+            return await lib_core/* group */.Os(title, async () => work());
         }
         finally {
             timings.push({
@@ -35255,12 +36782,24 @@ async function main() {
             return;
         }
         const tempDir = workDir();
-        (0,logins/* useRunConfig */.P4)(tempDir);
-        await phase('Installing emulators', () => ensureEmulators(inputs));
-        const builder = await phase('Preparing the builder', () => (0,src_builder/* prepareBuilder */.Bj)(inputs));
+        const dockerConfigDir = (0,logins/* useRunConfig */.P4)(tempDir);
+        await phase('Setting up buildx', () => setupBuildx(inputs, dockerConfigDir));
+        const copying = inputs.source !== '';
+        if (!copying) {
+            await phase('Installing emulators', () => ensureEmulators(inputs));
+        }
+        const builder = copying
+            ? ''
+            : await phase('Preparing the builder', () => (0,src_builder/* prepareBuilder */.Bj)(inputs));
         await phase('Logging in', () => (0,logins/* login */.iD)(inputs.credentials));
-        const release = await phase('Checking floating tags', () => floatingTags(inputs, builder));
-        const built = await phase('Building', () => build(release, builder, tempDir));
+        if (!copying)
+            await checkMirrorSupport(inputs);
+        const release = copying
+            ? inputs
+            : await phase('Checking floating tags', () => floatingTags(inputs, builder));
+        const built = copying
+            ? await phase('Reading the source', () => readSource(inputs))
+            : await phase('Building', async () => checkPushed(release, builder, await build(release, builder, tempDir)));
         const mirrors = await phase('Copying to mirrors', () => mirror(release, builder, built));
         await phase('Reporting', async () => {
             const outcome = { inputs: release, builder, built, mirrors, timings };
@@ -35269,23 +36808,41 @@ async function main() {
         });
         const failed = mirrors.filter(m => m.status === 'failed');
         if (failed.length > 0) {
-            core/* setFailed */.C1(`${failed.length} of ${mirrors.length} mirrors failed:\n` +
-                failed.map(m => `- ${m.mirror}: ${m.reason ?? ''}`).join('\n'));
+            const text = `${failed.length} of ${mirrors.length} mirrors failed:\n` +
+                failed.map(m => `- ${m.mirror}: ${m.reason ?? ''}`).join('\n');
+            if (inputs.mirrorFailure === 'warn')
+                lib_core/* warning */.$e(text);
+            else
+                lib_core/* setFailed */.C1(text);
         }
     }
     catch (error) {
-        core/* setFailed */.C1(error instanceof Error ? error.message : String(error));
+        lib_core/* setFailed */.C1(error instanceof Error ? error.message : String(error));
     }
 }
 async function mirror(inputs, builder, built) {
     if (inputs.mirrors.length === 0)
         return [];
     if (!built.digest) {
-        core/* notice */.lm('Mirrors skipped: nothing was pushed (push: false)');
+        notice('Mirrors skipped: nothing was pushed (push: false)');
         return [];
     }
-    const source = `${inputs.image}@${built.digest}`;
-    return copyToMirrors(builder, source, built.digest, inputs.mirrors, inputs.tags);
+    const repository = inputs.source
+        ? sourceRepository(inputs.source)
+        : inputs.image;
+    return copyToMirrors(inputs.mirrors, {
+        builder,
+        source: `${repository}@${built.digest}`,
+        digest: built.digest,
+        mediaType: built.mediaType,
+        platforms: built.platforms,
+        tags: inputs.tags,
+        attempts: inputs.mirrorAttempts,
+        waitSeconds: inputs.mirrorRetryWait,
+        concurrency: inputs.mirrorConcurrency,
+        timeoutMinutes: inputs.mirrorTimeout,
+        keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
+    });
 }
 // The tags to write after leaving newer floating tags where they are.
 async function floatingTags(inputs, builder) {
@@ -35310,11 +36867,11 @@ function workDir() {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   b: () => (/* binding */ post)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var _builder_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4868);
-/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3190);
+/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4981);
 /* harmony import */ var _logins_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2989);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2462);
 
@@ -35376,7 +36933,7 @@ async function undo(title, action) {
 /* harmony export */   rH: () => (/* binding */ markMain),
 /* harmony export */   tl: () => (/* binding */ isPost)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3360);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 
 const POST = 'isPost';
 const CREATED = 'created';
@@ -35410,6 +36967,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("assert");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
+
+/***/ }),
+
+/***/ 5317:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
 
 /***/ }),
 
@@ -44218,7 +45789,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 3360:
+/***/ 6058:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44371,8 +45942,8 @@ function escapeProperty(s) {
         .replace(/,/g, '%2C');
 }
 //# sourceMappingURL=command.js.map
-;// CONCATENATED MODULE: external "crypto"
-const external_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
 // EXTERNAL MODULE: external "fs"
 var external_fs_ = __nccwpck_require__(9896);
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
@@ -44396,7 +45967,7 @@ function file_command_issueFileCommand(command, message) {
     });
 }
 function file_command_prepareKeyValueMessage(key, value) {
-    const delimiter = `ghadelimiter_${external_crypto_namespaceObject.randomUUID()}`;
+    const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
     const convertedValue = utils_toCommandValue(value);
     // These should realistically never happen, but just in case someone finds a
     // way to exploit uuid generation let's not allow keys or values that contain
@@ -44412,6 +45983,1560 @@ function file_command_prepareKeyValueMessage(key, value) {
 //# sourceMappingURL=file-command.js.map
 // EXTERNAL MODULE: external "path"
 var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+class BasicCredentialHandler {
+    constructor(username, password) {
+        this.username = username;
+        this.password = password;
+    }
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class auth_BearerCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Bearer ${this.token}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class PersonalAccessTokenCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+//# sourceMappingURL=auth.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
+var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+class oidc_utils_OidcClient {
+    static createHttpClient(allowRetry = true, maxRetry = 10) {
+        const requestOptions = {
+            allowRetries: allowRetry,
+            maxRetries: maxRetry
+        };
+        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
+    }
+    static getRequestToken() {
+        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
+        if (!token) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
+        }
+        return token;
+    }
+    static getIDTokenUrl() {
+        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
+        if (!runtimeUrl) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
+        }
+        return runtimeUrl;
+    }
+    static getCall(id_token_url) {
+        return oidc_utils_awaiter(this, void 0, void 0, function* () {
+            var _a;
+            const httpclient = oidc_utils_OidcClient.createHttpClient();
+            const res = yield httpclient
+                .getJson(id_token_url)
+                .catch(error => {
+                throw new Error(`Failed to get ID Token. \n 
+        Error Code : ${error.statusCode}\n 
+        Error Message: ${error.message}`);
+            });
+            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
+            if (!id_token) {
+                throw new Error('Response json body do not have ID Token field');
+            }
+            return id_token;
+        });
+    }
+    static getIDToken(audience) {
+        return oidc_utils_awaiter(this, void 0, void 0, function* () {
+            try {
+                // New ID Token is requested from action service
+                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
+                if (audience) {
+                    const encodedAudience = encodeURIComponent(audience);
+                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
+                }
+                debug(`ID token url is ${id_token_url}`);
+                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
+                setSecret(id_token);
+                return id_token;
+            }
+            catch (error) {
+                throw new Error(`Error message: ${error.message}`);
+            }
+        });
+    }
+}
+//# sourceMappingURL=oidc-utils.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
+var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const { access, appendFile, writeFile } = external_fs_.promises;
+const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
+const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
+class Summary {
+    constructor() {
+        this._buffer = '';
+    }
+    /**
+     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
+     * Also checks r/w permissions.
+     *
+     * @returns step summary file path
+     */
+    filePath() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            if (this._filePath) {
+                return this._filePath;
+            }
+            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
+            if (!pathFromEnv) {
+                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
+            }
+            try {
+                yield access(pathFromEnv, external_fs_.constants.R_OK | external_fs_.constants.W_OK);
+            }
+            catch (_a) {
+                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
+            }
+            this._filePath = pathFromEnv;
+            return this._filePath;
+        });
+    }
+    /**
+     * Wraps content in an HTML tag, adding any HTML attributes
+     *
+     * @param {string} tag HTML tag to wrap
+     * @param {string | null} content content within the tag
+     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
+     *
+     * @returns {string} content wrapped in HTML element
+     */
+    wrap(tag, content, attrs = {}) {
+        const htmlAttrs = Object.entries(attrs)
+            .map(([key, value]) => ` ${key}="${value}"`)
+            .join('');
+        if (!content) {
+            return `<${tag}${htmlAttrs}>`;
+        }
+        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
+    }
+    /**
+     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
+     *
+     * @param {SummaryWriteOptions} [options] (optional) options for write operation
+     *
+     * @returns {Promise<Summary>} summary instance
+     */
+    write(options) {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+            const filePath = yield this.filePath();
+            const writeFunc = overwrite ? writeFile : appendFile;
+            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
+            return this.emptyBuffer();
+        });
+    }
+    /**
+     * Clears the summary buffer and wipes the summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    clear() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            return this.emptyBuffer().write({ overwrite: true });
+        });
+    }
+    /**
+     * Returns the current summary buffer as a string
+     *
+     * @returns {string} string of summary buffer
+     */
+    stringify() {
+        return this._buffer;
+    }
+    /**
+     * If the summary buffer is empty
+     *
+     * @returns {boolen} true if the buffer is empty
+     */
+    isEmptyBuffer() {
+        return this._buffer.length === 0;
+    }
+    /**
+     * Resets the summary buffer without writing to summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    emptyBuffer() {
+        this._buffer = '';
+        return this;
+    }
+    /**
+     * Adds raw text to the summary buffer
+     *
+     * @param {string} text content to add
+     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addRaw(text, addEOL = false) {
+        this._buffer += text;
+        return addEOL ? this.addEOL() : this;
+    }
+    /**
+     * Adds the operating system-specific end-of-line marker to the buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addEOL() {
+        return this.addRaw(external_os_.EOL);
+    }
+    /**
+     * Adds an HTML codeblock to the summary buffer
+     *
+     * @param {string} code content to render within fenced code block
+     * @param {string} lang (optional) language to syntax highlight code
+     *
+     * @returns {Summary} summary instance
+     */
+    addCodeBlock(code, lang) {
+        const attrs = Object.assign({}, (lang && { lang }));
+        const element = this.wrap('pre', this.wrap('code', code), attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML list to the summary buffer
+     *
+     * @param {string[]} items list of items to render
+     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addList(items, ordered = false) {
+        const tag = ordered ? 'ol' : 'ul';
+        const listItems = items.map(item => this.wrap('li', item)).join('');
+        const element = this.wrap(tag, listItems);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML table to the summary buffer
+     *
+     * @param {SummaryTableCell[]} rows table rows
+     *
+     * @returns {Summary} summary instance
+     */
+    addTable(rows) {
+        const tableBody = rows
+            .map(row => {
+            const cells = row
+                .map(cell => {
+                if (typeof cell === 'string') {
+                    return this.wrap('td', cell);
+                }
+                const { header, data, colspan, rowspan } = cell;
+                const tag = header ? 'th' : 'td';
+                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
+                return this.wrap(tag, data, attrs);
+            })
+                .join('');
+            return this.wrap('tr', cells);
+        })
+            .join('');
+        const element = this.wrap('table', tableBody);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds a collapsable HTML details element to the summary buffer
+     *
+     * @param {string} label text for the closed state
+     * @param {string} content collapsable content
+     *
+     * @returns {Summary} summary instance
+     */
+    addDetails(label, content) {
+        const element = this.wrap('details', this.wrap('summary', label) + content);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML image tag to the summary buffer
+     *
+     * @param {string} src path to the image you to embed
+     * @param {string} alt text description of the image
+     * @param {SummaryImageOptions} options (optional) addition image attributes
+     *
+     * @returns {Summary} summary instance
+     */
+    addImage(src, alt, options) {
+        const { width, height } = options || {};
+        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
+        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML section heading element
+     *
+     * @param {string} text heading text
+     * @param {number | string} [level=1] (optional) the heading level, default: 1
+     *
+     * @returns {Summary} summary instance
+     */
+    addHeading(text, level) {
+        const tag = `h${level}`;
+        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
+            ? tag
+            : 'h1';
+        const element = this.wrap(allowedTag, text);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML thematic break (<hr>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addSeparator() {
+        const element = this.wrap('hr', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML line break (<br>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addBreak() {
+        const element = this.wrap('br', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML blockquote to the summary buffer
+     *
+     * @param {string} text quote text
+     * @param {string} cite (optional) citation url
+     *
+     * @returns {Summary} summary instance
+     */
+    addQuote(text, cite) {
+        const attrs = Object.assign({}, (cite && { cite }));
+        const element = this.wrap('blockquote', text, attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML anchor tag to the summary buffer
+     *
+     * @param {string} text link text/content
+     * @param {string} href hyperlink
+     *
+     * @returns {Summary} summary instance
+     */
+    addLink(text, href) {
+        const element = this.wrap('a', text, { href });
+        return this.addRaw(element).addEOL();
+    }
+}
+const _summary = new Summary();
+/**
+ * @deprecated use `core.summary`
+ */
+const markdownSummary = (/* unused pure expression or super */ null && (_summary));
+const summary = _summary;
+//# sourceMappingURL=summary.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
+
+/**
+ * toPosixPath converts the given path to the posix form. On Windows, \\ will be
+ * replaced with /.
+ *
+ * @param pth. Path to transform.
+ * @return string Posix path.
+ */
+function toPosixPath(pth) {
+    return pth.replace(/[\\]/g, '/');
+}
+/**
+ * toWin32Path converts the given path to the win32 form. On Linux, / will be
+ * replaced with \\.
+ *
+ * @param pth. Path to transform.
+ * @return string Win32 path.
+ */
+function toWin32Path(pth) {
+    return pth.replace(/[/]/g, '\\');
+}
+/**
+ * toPlatformPath converts the given path to a platform-specific path. It does
+ * this by replacing instances of / and \ with the platform-specific path
+ * separator.
+ *
+ * @param pth The path to platformize.
+ * @return string The platform-specific path.
+ */
+function toPlatformPath(pth) {
+    return pth.replace(/[/\\]/g, path.sep);
+}
+//# sourceMappingURL=path-utils.js.map
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+        silent: true
+    });
+    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+        silent: true
+    });
+    return {
+        name: name.trim(),
+        version: version.trim()
+    };
+});
+const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    var _a, _b, _c, _d;
+    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+        silent: true
+    });
+    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
+    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
+    return {
+        name,
+        version
+    };
+});
+const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+        silent: true
+    });
+    const [name, version] = stdout.trim().split('\n');
+    return {
+        name,
+        version
+    };
+});
+const platform = external_os_.platform();
+const arch = external_os_.arch();
+const isWindows = platform === 'win32';
+const isMacOS = platform === 'darwin';
+const isLinux = platform === 'linux';
+function getDetails() {
+    return platform_awaiter(this, void 0, void 0, function* () {
+        return Object.assign(Object.assign({}, (yield (isWindows
+            ? getWindowsInfo()
+            : isMacOS
+                ? getMacOsInfo()
+                : getLinuxInfo()))), { platform,
+            arch,
+            isWindows,
+            isMacOS,
+            isLinux });
+    });
+}
+//# sourceMappingURL=platform.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+/**
+ * The code to exit an action
+ */
+var ExitCode;
+(function (ExitCode) {
+    /**
+     * A code indicating that the action was successful
+     */
+    ExitCode[ExitCode["Success"] = 0] = "Success";
+    /**
+     * A code indicating that the action was a failure
+     */
+    ExitCode[ExitCode["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+//-----------------------------------------------------------------------
+// Variables
+//-----------------------------------------------------------------------
+/**
+ * Sets env variable for this action and future actions in the job
+ * @param name the name of the variable to set
+ * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function exportVariable(name, val) {
+    const convertedVal = toCommandValue(val);
+    process.env[name] = convertedVal;
+    const filePath = process.env['GITHUB_ENV'] || '';
+    if (filePath) {
+        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
+    }
+    issueCommand('set-env', { name }, convertedVal);
+}
+/**
+ * Registers a secret which will get masked from logs
+ *
+ * @param secret - Value of the secret to be masked
+ * @remarks
+ * This function instructs the Actions runner to mask the specified value in any
+ * logs produced during the workflow run. Once registered, the secret value will
+ * be replaced with asterisks (***) whenever it appears in console output, logs,
+ * or error messages.
+ *
+ * This is useful for protecting sensitive information such as:
+ * - API keys
+ * - Access tokens
+ * - Authentication credentials
+ * - URL parameters containing signatures (SAS tokens)
+ *
+ * Note that masking only affects future logs; any previous appearances of the
+ * secret in logs before calling this function will remain unmasked.
+ *
+ * @example
+ * ```typescript
+ * // Register an API token as a secret
+ * const apiToken = "abc123xyz456";
+ * setSecret(apiToken);
+ *
+ * // Now any logs containing this value will show *** instead
+ * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
+ * ```
+ */
+function core_setSecret(secret) {
+    command_issueCommand('add-mask', {}, secret);
+}
+/**
+ * Prepends inputPath to the PATH (for this action and future actions)
+ * @param inputPath
+ */
+function addPath(inputPath) {
+    const filePath = process.env['GITHUB_PATH'] || '';
+    if (filePath) {
+        issueFileCommand('PATH', inputPath);
+    }
+    else {
+        issueCommand('add-path', {}, inputPath);
+    }
+    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+}
+/**
+ * Gets the value of an input.
+ * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
+ * Returns an empty string if the value is not defined.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string
+ */
+function getInput(name, options) {
+    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
+    if (options && options.required && !val) {
+        throw new Error(`Input required and not supplied: ${name}`);
+    }
+    if (options && options.trimWhitespace === false) {
+        return val;
+    }
+    return val.trim();
+}
+/**
+ * Gets the values of an multiline input.  Each value is also trimmed.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string[]
+ *
+ */
+function getMultilineInput(name, options) {
+    const inputs = getInput(name, options)
+        .split('\n')
+        .filter(x => x !== '');
+    if (options && options.trimWhitespace === false) {
+        return inputs;
+    }
+    return inputs.map(input => input.trim());
+}
+/**
+ * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
+ * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
+ * The return value is also in boolean type.
+ * ref: https://yaml.org/spec/1.2/spec.html#id2804923
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   boolean
+ */
+function getBooleanInput(name, options) {
+    const trueValue = ['true', 'True', 'TRUE'];
+    const falseValue = ['false', 'False', 'FALSE'];
+    const val = getInput(name, options);
+    if (trueValue.includes(val))
+        return true;
+    if (falseValue.includes(val))
+        return false;
+    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
+        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
+}
+/**
+ * Sets the value of an output.
+ *
+ * @param     name     name of the output to set
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function setOutput(name, value) {
+    const filePath = process.env['GITHUB_OUTPUT'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+    }
+    process.stdout.write(external_os_.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+}
+/**
+ * Enables or disables the echoing of commands into stdout for the rest of the step.
+ * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
+ *
+ */
+function setCommandEcho(enabled) {
+    issue('echo', enabled ? 'on' : 'off');
+}
+//-----------------------------------------------------------------------
+// Results
+//-----------------------------------------------------------------------
+/**
+ * Sets the action status to failed.
+ * When the action exits it will be with an exit code of 1
+ * @param message add error issue message
+ */
+function setFailed(message) {
+    process.exitCode = ExitCode.Failure;
+    error(message);
+}
+//-----------------------------------------------------------------------
+// Logging Commands
+//-----------------------------------------------------------------------
+/**
+ * Gets whether Actions Step Debug is on or not
+ */
+function isDebug() {
+    return process.env['RUNNER_DEBUG'] === '1';
+}
+/**
+ * Writes debug message to user log
+ * @param message debug message
+ */
+function core_debug(message) {
+    command_issueCommand('debug', {}, message);
+}
+/**
+ * Adds an error issue
+ * @param message error issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function error(message, properties = {}) {
+    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a warning issue
+ * @param message warning issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function warning(message, properties = {}) {
+    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a notice issue
+ * @param message notice issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function notice(message, properties = {}) {
+    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Writes info to log with console.log.
+ * @param message info message
+ */
+function info(message) {
+    process.stdout.write(message + external_os_.EOL);
+}
+/**
+ * Begin an output group.
+ *
+ * Output until the next `groupEnd` will be foldable in this group
+ *
+ * @param name The name of the output group
+ */
+function startGroup(name) {
+    command_issue('group', name);
+}
+/**
+ * End an output group.
+ */
+function endGroup() {
+    command_issue('endgroup');
+}
+/**
+ * Wrap an asynchronous function call in a group.
+ *
+ * Returns the same type as the function itself.
+ *
+ * @param name The name of the group
+ * @param fn The function to wrap in the group
+ */
+function group(name, fn) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        startGroup(name);
+        let result;
+        try {
+            result = yield fn();
+        }
+        finally {
+            endGroup();
+        }
+        return result;
+    });
+}
+//-----------------------------------------------------------------------
+// Wrapper action state
+//-----------------------------------------------------------------------
+/**
+ * Saves state for current action, the state can only be retrieved by this action's post job execution.
+ *
+ * @param     name     name of the state to store
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function saveState(name, value) {
+    const filePath = process.env['GITHUB_STATE'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('STATE', file_command_prepareKeyValueMessage(name, value));
+    }
+    command_issueCommand('save-state', { name }, utils_toCommandValue(value));
+}
+/**
+ * Gets the value of an state set by this action's main execution.
+ *
+ * @param     name     name of the state to get
+ * @returns   string
+ */
+function getState(name) {
+    return process.env[`STATE_${name}`] || '';
+}
+function getIDToken(aud) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        return yield OidcClient.getIDToken(aud);
+    });
+}
+/**
+ * Summary exports
+ */
+
+/**
+ * @deprecated use core.summary
+ */
+
+/**
+ * Path exports
+ */
+
+/**
+ * Platform utilities exports
+ */
+
+//# sourceMappingURL=core.js.map
+
+/***/ }),
+
+/***/ 5260:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: exec, getExecOutput
+
+// EXTERNAL MODULE: external "string_decoder"
+var external_string_decoder_ = __nccwpck_require__(3193);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io-util.js
+var io_util = __nccwpck_require__(90);
+;// CONCATENATED MODULE: external "timers"
+const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+/* eslint-disable @typescript-eslint/unbound-method */
+const IS_WINDOWS = process.platform === 'win32';
+/*
+ * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
+ */
+class ToolRunner extends external_events_.EventEmitter {
+    constructor(toolPath, args, options) {
+        super();
+        if (!toolPath) {
+            throw new Error("Parameter 'toolPath' cannot be null or empty.");
+        }
+        this.toolPath = toolPath;
+        this.args = args || [];
+        this.options = options || {};
+    }
+    _debug(message) {
+        if (this.options.listeners && this.options.listeners.debug) {
+            this.options.listeners.debug(message);
+        }
+    }
+    _getCommandString(options, noPrefix) {
+        const toolPath = this._getSpawnFileName();
+        const args = this._getSpawnArgs(options);
+        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
+        if (IS_WINDOWS) {
+            // Windows + cmd file
+            if (this._isCmdFile()) {
+                cmd += toolPath;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows + verbatim
+            else if (options.windowsVerbatimArguments) {
+                cmd += `"${toolPath}"`;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows (regular)
+            else {
+                cmd += this._windowsQuoteCmdArg(toolPath);
+                for (const a of args) {
+                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
+                }
+            }
+        }
+        else {
+            // OSX/Linux - this can likely be improved with some form of quoting.
+            // creating processes on Unix is fundamentally different than Windows.
+            // on Unix, execvp() takes an arg array.
+            cmd += toolPath;
+            for (const a of args) {
+                cmd += ` ${a}`;
+            }
+        }
+        return cmd;
+    }
+    _processLineBuffer(data, strBuffer, onLine) {
+        try {
+            let s = strBuffer + data.toString();
+            let n = s.indexOf(external_os_.EOL);
+            while (n > -1) {
+                const line = s.substring(0, n);
+                onLine(line);
+                // the rest of the string ...
+                s = s.substring(n + external_os_.EOL.length);
+                n = s.indexOf(external_os_.EOL);
+            }
+            return s;
+        }
+        catch (err) {
+            // streaming lines to console is best effort.  Don't fail a build.
+            this._debug(`error processing line. Failed with error ${err}`);
+            return '';
+        }
+    }
+    _getSpawnFileName() {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                return process.env['COMSPEC'] || 'cmd.exe';
+            }
+        }
+        return this.toolPath;
+    }
+    _getSpawnArgs(options) {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
+                for (const a of this.args) {
+                    argline += ' ';
+                    argline += options.windowsVerbatimArguments
+                        ? a
+                        : this._windowsQuoteCmdArg(a);
+                }
+                argline += '"';
+                return [argline];
+            }
+        }
+        return this.args;
+    }
+    _endsWith(str, end) {
+        return str.endsWith(end);
+    }
+    _isCmdFile() {
+        const upperToolPath = this.toolPath.toUpperCase();
+        return (this._endsWith(upperToolPath, '.CMD') ||
+            this._endsWith(upperToolPath, '.BAT'));
+    }
+    _windowsQuoteCmdArg(arg) {
+        // for .exe, apply the normal quoting rules that libuv applies
+        if (!this._isCmdFile()) {
+            return this._uvQuoteCmdArg(arg);
+        }
+        // otherwise apply quoting rules specific to the cmd.exe command line parser.
+        // the libuv rules are generic and are not designed specifically for cmd.exe
+        // command line parser.
+        //
+        // for a detailed description of the cmd.exe command line parser, refer to
+        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
+        // need quotes for empty arg
+        if (!arg) {
+            return '""';
+        }
+        // determine whether the arg needs to be quoted
+        const cmdSpecialChars = [
+            ' ',
+            '\t',
+            '&',
+            '(',
+            ')',
+            '[',
+            ']',
+            '{',
+            '}',
+            '^',
+            '=',
+            ';',
+            '!',
+            "'",
+            '+',
+            ',',
+            '`',
+            '~',
+            '|',
+            '<',
+            '>',
+            '"'
+        ];
+        let needsQuotes = false;
+        for (const char of arg) {
+            if (cmdSpecialChars.some(x => x === char)) {
+                needsQuotes = true;
+                break;
+            }
+        }
+        // short-circuit if quotes not needed
+        if (!needsQuotes) {
+            return arg;
+        }
+        // the following quoting rules are very similar to the rules that by libuv applies.
+        //
+        // 1) wrap the string in quotes
+        //
+        // 2) double-up quotes - i.e. " => ""
+        //
+        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
+        //    doesn't work well with a cmd.exe command line.
+        //
+        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
+        //    for example, the command line:
+        //          foo.exe "myarg:""my val"""
+        //    is parsed by a .NET console app into an arg array:
+        //          [ "myarg:\"my val\"" ]
+        //    which is the same end result when applying libuv quoting rules. although the actual
+        //    command line from libuv quoting rules would look like:
+        //          foo.exe "myarg:\"my val\""
+        //
+        // 3) double-up slashes that precede a quote,
+        //    e.g.  hello \world    => "hello \world"
+        //          hello\"world    => "hello\\""world"
+        //          hello\\"world   => "hello\\\\""world"
+        //          hello world\    => "hello world\\"
+        //
+        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
+        //    the reasons for including this as a .cmd quoting rule are:
+        //
+        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
+        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
+        //
+        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
+        //       haven't heard any complaints about that aspect.
+        //
+        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
+        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
+        // by using %%.
+        //
+        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
+        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
+        //
+        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
+        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
+        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
+        // to an external program.
+        //
+        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
+        // % can be escaped within a .cmd file.
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\'; // double the slash
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '"'; // double the quote
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _uvQuoteCmdArg(arg) {
+        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
+        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
+        // is used.
+        //
+        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
+        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
+        // pasting copyright notice from Node within this function:
+        //
+        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
+        //
+        //      Permission is hereby granted, free of charge, to any person obtaining a copy
+        //      of this software and associated documentation files (the "Software"), to
+        //      deal in the Software without restriction, including without limitation the
+        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
+        //      sell copies of the Software, and to permit persons to whom the Software is
+        //      furnished to do so, subject to the following conditions:
+        //
+        //      The above copyright notice and this permission notice shall be included in
+        //      all copies or substantial portions of the Software.
+        //
+        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
+        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
+        //      IN THE SOFTWARE.
+        if (!arg) {
+            // Need double quotation for empty argument
+            return '""';
+        }
+        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
+            // No quotation needed
+            return arg;
+        }
+        if (!arg.includes('"') && !arg.includes('\\')) {
+            // No embedded double quotes or backslashes, so I can just wrap
+            // quote marks around the whole thing.
+            return `"${arg}"`;
+        }
+        // Expected input/output:
+        //   input : hello"world
+        //   output: "hello\"world"
+        //   input : hello""world
+        //   output: "hello\"\"world"
+        //   input : hello\world
+        //   output: hello\world
+        //   input : hello\\world
+        //   output: hello\\world
+        //   input : hello\"world
+        //   output: "hello\\\"world"
+        //   input : hello\\"world
+        //   output: "hello\\\\\"world"
+        //   input : hello world\
+        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
+        //                             but it appears the comment is wrong, it should be "hello world\\"
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\';
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '\\';
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _cloneExecOptions(options) {
+        options = options || {};
+        const result = {
+            cwd: options.cwd || process.cwd(),
+            env: options.env || process.env,
+            silent: options.silent || false,
+            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
+            failOnStdErr: options.failOnStdErr || false,
+            ignoreReturnCode: options.ignoreReturnCode || false,
+            delay: options.delay || 10000
+        };
+        result.outStream = options.outStream || process.stdout;
+        result.errStream = options.errStream || process.stderr;
+        return result;
+    }
+    _getSpawnOptions(options, toolPath) {
+        options = options || {};
+        const result = {};
+        result.cwd = options.cwd;
+        result.env = options.env;
+        result['windowsVerbatimArguments'] =
+            options.windowsVerbatimArguments || this._isCmdFile();
+        if (options.windowsVerbatimArguments) {
+            result.argv0 = `"${toolPath}"`;
+        }
+        return result;
+    }
+    /**
+     * Exec a tool.
+     * Output will be streamed to the live console.
+     * Returns promise with return code
+     *
+     * @param     tool     path to tool to exec
+     * @param     options  optional exec options.  See ExecOptions
+     * @returns   number
+     */
+    exec() {
+        return __awaiter(this, void 0, void 0, function* () {
+            // root the tool path if it is unrooted and contains relative pathing
+            if (!io_util/* isRooted */.Qh(this.toolPath) &&
+                (this.toolPath.includes('/') ||
+                    (IS_WINDOWS && this.toolPath.includes('\\')))) {
+                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
+                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            }
+            // if the tool is only a file name, then resolve it from the PATH
+            // otherwise verify it exists (add extension on Windows if necessary)
+            this.toolPath = yield io/* which */.K7(this.toolPath, true);
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
+                this._debug(`exec tool: ${this.toolPath}`);
+                this._debug('arguments:');
+                for (const arg of this.args) {
+                    this._debug(`   ${arg}`);
+                }
+                const optionsNonNull = this._cloneExecOptions(this.options);
+                if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
+                }
+                const state = new ExecState(optionsNonNull, this.toolPath);
+                state.on('debug', (message) => {
+                    this._debug(message);
+                });
+                if (this.options.cwd && !(yield io_util/* exists */.t2(this.options.cwd))) {
+                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
+                }
+                const fileName = this._getSpawnFileName();
+                const cp = external_child_process_.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
+                let stdbuffer = '';
+                if (cp.stdout) {
+                    cp.stdout.on('data', (data) => {
+                        if (this.options.listeners && this.options.listeners.stdout) {
+                            this.options.listeners.stdout(data);
+                        }
+                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                            optionsNonNull.outStream.write(data);
+                        }
+                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.stdline) {
+                                this.options.listeners.stdline(line);
+                            }
+                        });
+                    });
+                }
+                let errbuffer = '';
+                if (cp.stderr) {
+                    cp.stderr.on('data', (data) => {
+                        state.processStderr = true;
+                        if (this.options.listeners && this.options.listeners.stderr) {
+                            this.options.listeners.stderr(data);
+                        }
+                        if (!optionsNonNull.silent &&
+                            optionsNonNull.errStream &&
+                            optionsNonNull.outStream) {
+                            const s = optionsNonNull.failOnStdErr
+                                ? optionsNonNull.errStream
+                                : optionsNonNull.outStream;
+                            s.write(data);
+                        }
+                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.errline) {
+                                this.options.listeners.errline(line);
+                            }
+                        });
+                    });
+                }
+                cp.on('error', (err) => {
+                    state.processError = err.message;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    state.CheckComplete();
+                });
+                cp.on('exit', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                cp.on('close', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                state.on('done', (error, exitCode) => {
+                    if (stdbuffer.length > 0) {
+                        this.emit('stdline', stdbuffer);
+                    }
+                    if (errbuffer.length > 0) {
+                        this.emit('errline', errbuffer);
+                    }
+                    cp.removeAllListeners();
+                    if (error) {
+                        reject(error);
+                    }
+                    else {
+                        resolve(exitCode);
+                    }
+                });
+                if (this.options.input) {
+                    if (!cp.stdin) {
+                        throw new Error('child process missing stdin');
+                    }
+                    cp.stdin.end(this.options.input);
+                }
+            }));
+        });
+    }
+}
+/**
+ * Convert an arg string to an array of args. Handles escaping
+ *
+ * @param    argString   string of arguments
+ * @returns  string[]    array of arguments
+ */
+function argStringToArray(argString) {
+    const args = [];
+    let inQuotes = false;
+    let escaped = false;
+    let arg = '';
+    function append(c) {
+        // we only escape double quotes.
+        if (escaped && c !== '"') {
+            arg += '\\';
+        }
+        arg += c;
+        escaped = false;
+    }
+    for (let i = 0; i < argString.length; i++) {
+        const c = argString.charAt(i);
+        if (c === '"') {
+            if (!escaped) {
+                inQuotes = !inQuotes;
+            }
+            else {
+                append(c);
+            }
+            continue;
+        }
+        if (c === '\\' && escaped) {
+            append(c);
+            continue;
+        }
+        if (c === '\\' && inQuotes) {
+            escaped = true;
+            continue;
+        }
+        if (c === ' ' && !inQuotes) {
+            if (arg.length > 0) {
+                args.push(arg);
+                arg = '';
+            }
+            continue;
+        }
+        append(c);
+    }
+    if (arg.length > 0) {
+        args.push(arg.trim());
+    }
+    return args;
+}
+class ExecState extends external_events_.EventEmitter {
+    constructor(options, toolPath) {
+        super();
+        this.processClosed = false; // tracks whether the process has exited and stdio is closed
+        this.processError = '';
+        this.processExitCode = 0;
+        this.processExited = false; // tracks whether the process has exited
+        this.processStderr = false; // tracks whether stderr was written to
+        this.delay = 10000; // 10 seconds
+        this.done = false;
+        this.timeout = null;
+        if (!toolPath) {
+            throw new Error('toolPath must not be empty');
+        }
+        this.options = options;
+        this.toolPath = toolPath;
+        if (options.delay) {
+            this.delay = options.delay;
+        }
+    }
+    CheckComplete() {
+        if (this.done) {
+            return;
+        }
+        if (this.processClosed) {
+            this._setResult();
+        }
+        else if (this.processExited) {
+            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
+        }
+    }
+    _debug(message) {
+        this.emit('debug', message);
+    }
+    _setResult() {
+        // determine whether there is an error
+        let error;
+        if (this.processExited) {
+            if (this.processError) {
+                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
+            }
+            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
+                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
+            }
+            else if (this.processStderr && this.options.failOnStdErr) {
+                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
+            }
+        }
+        // clear the timeout
+        if (this.timeout) {
+            clearTimeout(this.timeout);
+            this.timeout = null;
+        }
+        this.done = true;
+        this.emit('done', error, this.processExitCode);
+    }
+    static HandleTimeout(state) {
+        if (state.done) {
+            return;
+        }
+        if (!state.processClosed && state.processExited) {
+            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
+            state._debug(message);
+        }
+        state._setResult();
+    }
+}
+//# sourceMappingURL=toolrunner.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
+var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+/**
+ * Exec a command.
+ * Output will be streamed to the live console.
+ * Returns promise with return code
+ *
+ * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
+ * @param     args               optional arguments for tool. Escaping is handled by the lib.
+ * @param     options            optional exec options.  See ExecOptions
+ * @returns   Promise<number>    exit code
+ */
+function exec(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        const commandArgs = tr.argStringToArray(commandLine);
+        if (commandArgs.length === 0) {
+            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
+        }
+        // Path to tool to execute should be first arg
+        const toolPath = commandArgs[0];
+        args = commandArgs.slice(1).concat(args || []);
+        const runner = new tr.ToolRunner(toolPath, args, options);
+        return runner.exec();
+    });
+}
+/**
+ * Exec a command and get the output.
+ * Output will be streamed to the live console.
+ * Returns promise with the exit code and collected stdout and stderr
+ *
+ * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
+ * @param     args                  optional arguments for tool. Escaping is handled by the lib.
+ * @param     options               optional exec options.  See ExecOptions
+ * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
+ */
+function getExecOutput(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        var _a, _b;
+        let stdout = '';
+        let stderr = '';
+        //Using string decoder covers the case where a mult-byte character is split
+        const stdoutDecoder = new StringDecoder('utf8');
+        const stderrDecoder = new StringDecoder('utf8');
+        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
+        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
+        const stdErrListener = (data) => {
+            stderr += stderrDecoder.write(data);
+            if (originalStdErrListener) {
+                originalStdErrListener(data);
+            }
+        };
+        const stdOutListener = (data) => {
+            stdout += stdoutDecoder.write(data);
+            if (originalStdoutListener) {
+                originalStdoutListener(data);
+            }
+        };
+        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
+        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        //flush any remaining characters
+        stdout += stdoutDecoder.end();
+        stderr += stderrDecoder.end();
+        return {
+            exitCode,
+            stdout,
+            stderr
+        };
+    });
+}
+//# sourceMappingURL=exec.js.map
+
+/***/ }),
+
+/***/ 4942:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: Headers, HttpClient, HttpClientError, HttpClientResponse, HttpCodes, MediaTypes, getProxyUrl, isHttps
+
 // EXTERNAL MODULE: external "http"
 var external_http_ = __nccwpck_require__(8611);
 // EXTERNAL MODULE: external "https"
@@ -44632,7 +47757,7 @@ function isHttps(requestUrl) {
     const parsedUrl = new URL(requestUrl);
     return parsedUrl.protocol === 'https:';
 }
-class lib_HttpClient {
+class HttpClient {
     constructor(userAgent, handlers, requestOptions) {
         this._ignoreSslError = false;
         this._allowRedirects = true;
@@ -45208,885 +48333,31 @@ class lib_HttpClient {
 }
 const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
 //# sourceMappingURL=index.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
-var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-class BasicCredentialHandler {
-    constructor(username, password) {
-        this.username = username;
-        this.password = password;
-    }
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class auth_BearerCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Bearer ${this.token}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class PersonalAccessTokenCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-//# sourceMappingURL=auth.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
-var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-class oidc_utils_OidcClient {
-    static createHttpClient(allowRetry = true, maxRetry = 10) {
-        const requestOptions = {
-            allowRetries: allowRetry,
-            maxRetries: maxRetry
-        };
-        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
-    }
-    static getRequestToken() {
-        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
-        if (!token) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
-        }
-        return token;
-    }
-    static getIDTokenUrl() {
-        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
-        if (!runtimeUrl) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
-        }
-        return runtimeUrl;
-    }
-    static getCall(id_token_url) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            var _a;
-            const httpclient = oidc_utils_OidcClient.createHttpClient();
-            const res = yield httpclient
-                .getJson(id_token_url)
-                .catch(error => {
-                throw new Error(`Failed to get ID Token. \n 
-        Error Code : ${error.statusCode}\n 
-        Error Message: ${error.message}`);
-            });
-            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
-            if (!id_token) {
-                throw new Error('Response json body do not have ID Token field');
-            }
-            return id_token;
-        });
-    }
-    static getIDToken(audience) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            try {
-                // New ID Token is requested from action service
-                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
-                if (audience) {
-                    const encodedAudience = encodeURIComponent(audience);
-                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
-                }
-                debug(`ID token url is ${id_token_url}`);
-                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
-                setSecret(id_token);
-                return id_token;
-            }
-            catch (error) {
-                throw new Error(`Error message: ${error.message}`);
-            }
-        });
-    }
-}
-//# sourceMappingURL=oidc-utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
-var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { access, appendFile, writeFile } = external_fs_.promises;
-const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
-const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
-class Summary {
-    constructor() {
-        this._buffer = '';
-    }
-    /**
-     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
-     * Also checks r/w permissions.
-     *
-     * @returns step summary file path
-     */
-    filePath() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            if (this._filePath) {
-                return this._filePath;
-            }
-            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
-            if (!pathFromEnv) {
-                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
-            }
-            try {
-                yield access(pathFromEnv, external_fs_.constants.R_OK | external_fs_.constants.W_OK);
-            }
-            catch (_a) {
-                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
-            }
-            this._filePath = pathFromEnv;
-            return this._filePath;
-        });
-    }
-    /**
-     * Wraps content in an HTML tag, adding any HTML attributes
-     *
-     * @param {string} tag HTML tag to wrap
-     * @param {string | null} content content within the tag
-     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
-     *
-     * @returns {string} content wrapped in HTML element
-     */
-    wrap(tag, content, attrs = {}) {
-        const htmlAttrs = Object.entries(attrs)
-            .map(([key, value]) => ` ${key}="${value}"`)
-            .join('');
-        if (!content) {
-            return `<${tag}${htmlAttrs}>`;
-        }
-        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
-    }
-    /**
-     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
-     *
-     * @param {SummaryWriteOptions} [options] (optional) options for write operation
-     *
-     * @returns {Promise<Summary>} summary instance
-     */
-    write(options) {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
-            const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
-            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
-            return this.emptyBuffer();
-        });
-    }
-    /**
-     * Clears the summary buffer and wipes the summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    clear() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            return this.emptyBuffer().write({ overwrite: true });
-        });
-    }
-    /**
-     * Returns the current summary buffer as a string
-     *
-     * @returns {string} string of summary buffer
-     */
-    stringify() {
-        return this._buffer;
-    }
-    /**
-     * If the summary buffer is empty
-     *
-     * @returns {boolen} true if the buffer is empty
-     */
-    isEmptyBuffer() {
-        return this._buffer.length === 0;
-    }
-    /**
-     * Resets the summary buffer without writing to summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    emptyBuffer() {
-        this._buffer = '';
-        return this;
-    }
-    /**
-     * Adds raw text to the summary buffer
-     *
-     * @param {string} text content to add
-     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addRaw(text, addEOL = false) {
-        this._buffer += text;
-        return addEOL ? this.addEOL() : this;
-    }
-    /**
-     * Adds the operating system-specific end-of-line marker to the buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addEOL() {
-        return this.addRaw(external_os_.EOL);
-    }
-    /**
-     * Adds an HTML codeblock to the summary buffer
-     *
-     * @param {string} code content to render within fenced code block
-     * @param {string} lang (optional) language to syntax highlight code
-     *
-     * @returns {Summary} summary instance
-     */
-    addCodeBlock(code, lang) {
-        const attrs = Object.assign({}, (lang && { lang }));
-        const element = this.wrap('pre', this.wrap('code', code), attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML list to the summary buffer
-     *
-     * @param {string[]} items list of items to render
-     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addList(items, ordered = false) {
-        const tag = ordered ? 'ol' : 'ul';
-        const listItems = items.map(item => this.wrap('li', item)).join('');
-        const element = this.wrap(tag, listItems);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML table to the summary buffer
-     *
-     * @param {SummaryTableCell[]} rows table rows
-     *
-     * @returns {Summary} summary instance
-     */
-    addTable(rows) {
-        const tableBody = rows
-            .map(row => {
-            const cells = row
-                .map(cell => {
-                if (typeof cell === 'string') {
-                    return this.wrap('td', cell);
-                }
-                const { header, data, colspan, rowspan } = cell;
-                const tag = header ? 'th' : 'td';
-                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
-                return this.wrap(tag, data, attrs);
-            })
-                .join('');
-            return this.wrap('tr', cells);
-        })
-            .join('');
-        const element = this.wrap('table', tableBody);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds a collapsable HTML details element to the summary buffer
-     *
-     * @param {string} label text for the closed state
-     * @param {string} content collapsable content
-     *
-     * @returns {Summary} summary instance
-     */
-    addDetails(label, content) {
-        const element = this.wrap('details', this.wrap('summary', label) + content);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML image tag to the summary buffer
-     *
-     * @param {string} src path to the image you to embed
-     * @param {string} alt text description of the image
-     * @param {SummaryImageOptions} options (optional) addition image attributes
-     *
-     * @returns {Summary} summary instance
-     */
-    addImage(src, alt, options) {
-        const { width, height } = options || {};
-        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
-        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML section heading element
-     *
-     * @param {string} text heading text
-     * @param {number | string} [level=1] (optional) the heading level, default: 1
-     *
-     * @returns {Summary} summary instance
-     */
-    addHeading(text, level) {
-        const tag = `h${level}`;
-        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
-            ? tag
-            : 'h1';
-        const element = this.wrap(allowedTag, text);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML thematic break (<hr>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addSeparator() {
-        const element = this.wrap('hr', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML line break (<br>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addBreak() {
-        const element = this.wrap('br', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML blockquote to the summary buffer
-     *
-     * @param {string} text quote text
-     * @param {string} cite (optional) citation url
-     *
-     * @returns {Summary} summary instance
-     */
-    addQuote(text, cite) {
-        const attrs = Object.assign({}, (cite && { cite }));
-        const element = this.wrap('blockquote', text, attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML anchor tag to the summary buffer
-     *
-     * @param {string} text link text/content
-     * @param {string} href hyperlink
-     *
-     * @returns {Summary} summary instance
-     */
-    addLink(text, href) {
-        const element = this.wrap('a', text, { href });
-        return this.addRaw(element).addEOL();
-    }
-}
-const _summary = new Summary();
-/**
- * @deprecated use `core.summary`
- */
-const markdownSummary = (/* unused pure expression or super */ null && (_summary));
-const summary = _summary;
-//# sourceMappingURL=summary.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
-
-/**
- * toPosixPath converts the given path to the posix form. On Windows, \\ will be
- * replaced with /.
- *
- * @param pth. Path to transform.
- * @return string Posix path.
- */
-function toPosixPath(pth) {
-    return pth.replace(/[\\]/g, '/');
-}
-/**
- * toWin32Path converts the given path to the win32 form. On Linux, / will be
- * replaced with \\.
- *
- * @param pth. Path to transform.
- * @return string Win32 path.
- */
-function toWin32Path(pth) {
-    return pth.replace(/[/]/g, '\\');
-}
-/**
- * toPlatformPath converts the given path to a platform-specific path. It does
- * this by replacing instances of / and \ with the platform-specific path
- * separator.
- *
- * @param pth The path to platformize.
- * @return string The platform-specific path.
- */
-function toPlatformPath(pth) {
-    return pth.replace(/[/\\]/g, path.sep);
-}
-//# sourceMappingURL=path-utils.js.map
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 5 modules
-var lib_exec = __nccwpck_require__(2876);
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
-var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
-        silent: true
-    });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
-        silent: true
-    });
-    return {
-        name: name.trim(),
-        version: version.trim()
-    };
-});
-const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
-        silent: true
-    });
-    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
-    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
-    return {
-        name,
-        version
-    };
-});
-const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
-        silent: true
-    });
-    const [name, version] = stdout.trim().split('\n');
-    return {
-        name,
-        version
-    };
-});
-const platform = external_os_.platform();
-const arch = external_os_.arch();
-const isWindows = platform === 'win32';
-const isMacOS = platform === 'darwin';
-const isLinux = platform === 'linux';
-function getDetails() {
-    return platform_awaiter(this, void 0, void 0, function* () {
-        return Object.assign(Object.assign({}, (yield (isWindows
-            ? getWindowsInfo()
-            : isMacOS
-                ? getMacOsInfo()
-                : getLinuxInfo()))), { platform,
-            arch,
-            isWindows,
-            isMacOS,
-            isLinux });
-    });
-}
-//# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
-var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-/**
- * The code to exit an action
- */
-var ExitCode;
-(function (ExitCode) {
-    /**
-     * A code indicating that the action was successful
-     */
-    ExitCode[ExitCode["Success"] = 0] = "Success";
-    /**
-     * A code indicating that the action was a failure
-     */
-    ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-//-----------------------------------------------------------------------
-// Variables
-//-----------------------------------------------------------------------
-/**
- * Sets env variable for this action and future actions in the job
- * @param name the name of the variable to set
- * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function exportVariable(name, val) {
-    const convertedVal = toCommandValue(val);
-    process.env[name] = convertedVal;
-    const filePath = process.env['GITHUB_ENV'] || '';
-    if (filePath) {
-        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
-    }
-    issueCommand('set-env', { name }, convertedVal);
-}
-/**
- * Registers a secret which will get masked from logs
- *
- * @param secret - Value of the secret to be masked
- * @remarks
- * This function instructs the Actions runner to mask the specified value in any
- * logs produced during the workflow run. Once registered, the secret value will
- * be replaced with asterisks (***) whenever it appears in console output, logs,
- * or error messages.
- *
- * This is useful for protecting sensitive information such as:
- * - API keys
- * - Access tokens
- * - Authentication credentials
- * - URL parameters containing signatures (SAS tokens)
- *
- * Note that masking only affects future logs; any previous appearances of the
- * secret in logs before calling this function will remain unmasked.
- *
- * @example
- * ```typescript
- * // Register an API token as a secret
- * const apiToken = "abc123xyz456";
- * setSecret(apiToken);
- *
- * // Now any logs containing this value will show *** instead
- * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
- * ```
- */
-function core_setSecret(secret) {
-    command_issueCommand('add-mask', {}, secret);
-}
-/**
- * Prepends inputPath to the PATH (for this action and future actions)
- * @param inputPath
- */
-function addPath(inputPath) {
-    const filePath = process.env['GITHUB_PATH'] || '';
-    if (filePath) {
-        issueFileCommand('PATH', inputPath);
-    }
-    else {
-        issueCommand('add-path', {}, inputPath);
-    }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
-}
-/**
- * Gets the value of an input.
- * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
- * Returns an empty string if the value is not defined.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string
- */
-function getInput(name, options) {
-    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
-    if (options && options.required && !val) {
-        throw new Error(`Input required and not supplied: ${name}`);
-    }
-    if (options && options.trimWhitespace === false) {
-        return val;
-    }
-    return val.trim();
-}
-/**
- * Gets the values of an multiline input.  Each value is also trimmed.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string[]
- *
- */
-function getMultilineInput(name, options) {
-    const inputs = getInput(name, options)
-        .split('\n')
-        .filter(x => x !== '');
-    if (options && options.trimWhitespace === false) {
-        return inputs;
-    }
-    return inputs.map(input => input.trim());
-}
-/**
- * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
- * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
- * The return value is also in boolean type.
- * ref: https://yaml.org/spec/1.2/spec.html#id2804923
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   boolean
- */
-function getBooleanInput(name, options) {
-    const trueValue = ['true', 'True', 'TRUE'];
-    const falseValue = ['false', 'False', 'FALSE'];
-    const val = getInput(name, options);
-    if (trueValue.includes(val))
-        return true;
-    if (falseValue.includes(val))
-        return false;
-    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
-        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
-}
-/**
- * Sets the value of an output.
- *
- * @param     name     name of the output to set
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function setOutput(name, value) {
-    const filePath = process.env['GITHUB_OUTPUT'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
-    }
-    process.stdout.write(external_os_.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
-}
-/**
- * Enables or disables the echoing of commands into stdout for the rest of the step.
- * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
- *
- */
-function setCommandEcho(enabled) {
-    issue('echo', enabled ? 'on' : 'off');
-}
-//-----------------------------------------------------------------------
-// Results
-//-----------------------------------------------------------------------
-/**
- * Sets the action status to failed.
- * When the action exits it will be with an exit code of 1
- * @param message add error issue message
- */
-function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
-    error(message);
-}
-//-----------------------------------------------------------------------
-// Logging Commands
-//-----------------------------------------------------------------------
-/**
- * Gets whether Actions Step Debug is on or not
- */
-function isDebug() {
-    return process.env['RUNNER_DEBUG'] === '1';
-}
-/**
- * Writes debug message to user log
- * @param message debug message
- */
-function core_debug(message) {
-    command_issueCommand('debug', {}, message);
-}
-/**
- * Adds an error issue
- * @param message error issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function error(message, properties = {}) {
-    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a warning issue
- * @param message warning issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function warning(message, properties = {}) {
-    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a notice issue
- * @param message notice issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function notice(message, properties = {}) {
-    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Writes info to log with console.log.
- * @param message info message
- */
-function info(message) {
-    process.stdout.write(message + external_os_.EOL);
-}
-/**
- * Begin an output group.
- *
- * Output until the next `groupEnd` will be foldable in this group
- *
- * @param name The name of the output group
- */
-function startGroup(name) {
-    command_issue('group', name);
-}
-/**
- * End an output group.
- */
-function endGroup() {
-    command_issue('endgroup');
-}
-/**
- * Wrap an asynchronous function call in a group.
- *
- * Returns the same type as the function itself.
- *
- * @param name The name of the group
- * @param fn The function to wrap in the group
- */
-function group(name, fn) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        startGroup(name);
-        let result;
-        try {
-            result = yield fn();
-        }
-        finally {
-            endGroup();
-        }
-        return result;
-    });
-}
-//-----------------------------------------------------------------------
-// Wrapper action state
-//-----------------------------------------------------------------------
-/**
- * Saves state for current action, the state can only be retrieved by this action's post job execution.
- *
- * @param     name     name of the state to store
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
-    const filePath = process.env['GITHUB_STATE'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('STATE', file_command_prepareKeyValueMessage(name, value));
-    }
-    command_issueCommand('save-state', { name }, utils_toCommandValue(value));
-}
-/**
- * Gets the value of an state set by this action's main execution.
- *
- * @param     name     name of the state to get
- * @returns   string
- */
-function getState(name) {
-    return process.env[`STATE_${name}`] || '';
-}
-function getIDToken(aud) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        return yield OidcClient.getIDToken(aud);
-    });
-}
-/**
- * Summary exports
- */
-
-/**
- * @deprecated use core.summary
- */
-
-/**
- * Path exports
- */
-
-/**
- * Platform utilities exports
- */
-
-//# sourceMappingURL=core.js.map
 
 /***/ }),
 
-/***/ 2876:
+/***/ 90:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  H: () => (/* binding */ getExecOutput)
-});
-
-// UNUSED EXPORTS: exec
-
-// EXTERNAL MODULE: external "string_decoder"
-var external_string_decoder_ = __nccwpck_require__(3193);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __nccwpck_require__(857);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-;// CONCATENATED MODULE: external "child_process"
-const external_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $1: () => (/* binding */ lstat),
+/* harmony export */   Ck: () => (/* binding */ mkdir),
+/* harmony export */   Cy: () => (/* binding */ readdir),
+/* harmony export */   H8: () => (/* binding */ IS_WINDOWS),
+/* harmony export */   Qh: () => (/* binding */ isRooted),
+/* harmony export */   YN: () => (/* binding */ symlink),
+/* harmony export */   dJ: () => (/* binding */ stat),
+/* harmony export */   h_: () => (/* binding */ readlink),
+/* harmony export */   k6: () => (/* binding */ chmod),
+/* harmony export */   m3: () => (/* binding */ copyFile),
+/* harmony export */   rm: () => (/* binding */ rm),
+/* harmony export */   t2: () => (/* binding */ exists),
+/* harmony export */   vr: () => (/* binding */ tryGetExecutablePath),
+/* harmony export */   y1: () => (/* binding */ unlink)
+/* harmony export */ });
+/* unused harmony exports open, rename, rmdir, UV_FS_O_EXLOCK, READONLY, isDirectory, getCmdPath */
+/* harmony import */ var fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9896);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -46098,7 +48369,7 @@ var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _argume
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_.promises;
+const { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs__WEBPACK_IMPORTED_MODULE_0__.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -46114,7 +48385,7 @@ const IS_WINDOWS = process.platform === 'win32';
  */
 function readlink(fsPath) {
     return __awaiter(this, void 0, void 0, function* () {
-        const result = yield fs.promises.readlink(fsPath);
+        const result = yield fs__WEBPACK_IMPORTED_MODULE_0__.promises.readlink(fsPath);
         // On Windows, restore Node 20 behavior: add trailing backslash to all results
         // since junctions on Windows are always directory links
         if (IS_WINDOWS && !result.endsWith('\\')) {
@@ -46125,7 +48396,7 @@ function readlink(fsPath) {
 }
 // See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
 const UV_FS_O_EXLOCK = 0x10000000;
-const READONLY = external_fs_.constants.O_RDONLY;
+const READONLY = fs__WEBPACK_IMPORTED_MODULE_0__.constants.O_RDONLY;
 function exists(fsPath) {
     return __awaiter(this, void 0, void 0, function* () {
         try {
@@ -46183,7 +48454,7 @@ function tryGetExecutablePath(filePath, extensions) {
         if (stats && stats.isFile()) {
             if (IS_WINDOWS) {
                 // on Windows, test for valid extension
-                const upperExt = external_path_.extname(filePath).toUpperCase();
+                const upperExt = path__WEBPACK_IMPORTED_MODULE_1__.extname(filePath).toUpperCase();
                 if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
                     return filePath;
                 }
@@ -46212,11 +48483,11 @@ function tryGetExecutablePath(filePath, extensions) {
                 if (IS_WINDOWS) {
                     // preserve the case of the actual file (since an extension was appended)
                     try {
-                        const directory = external_path_.dirname(filePath);
-                        const upperName = external_path_.basename(filePath).toUpperCase();
+                        const directory = path__WEBPACK_IMPORTED_MODULE_1__.dirname(filePath);
+                        const upperName = path__WEBPACK_IMPORTED_MODULE_1__.basename(filePath).toUpperCase();
                         for (const actualName of yield readdir(directory)) {
                             if (upperName === actualName.toUpperCase()) {
-                                filePath = external_path_.join(directory, actualName);
+                                filePath = path__WEBPACK_IMPORTED_MODULE_1__.join(directory, actualName);
                                 break;
                             }
                         }
@@ -46266,8 +48537,23 @@ function getCmdPath() {
     return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
 }
 //# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
-var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+
+/***/ }),
+
+/***/ 8701:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   K7: () => (/* binding */ which),
+/* harmony export */   U$: () => (/* binding */ mkdirP),
+/* harmony export */   Yz: () => (/* binding */ rmRF),
+/* harmony export */   cp: () => (/* binding */ cp)
+/* harmony export */ });
+/* unused harmony exports mv, findInPath */
+/* harmony import */ var assert__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2613);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+/* harmony import */ var _io_util_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(90);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -46288,21 +48574,21 @@ var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _argum
  * @param     options   optional. See CopyOptions.
  */
 function cp(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
         const { force, recursive, copySourceDirectory } = readCopyOptions(options);
-        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
+        const destStat = (yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .exists */ .t2(dest)) ? yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .stat */ .dJ(dest) : null;
         // Dest is an existing file, but not forcing
         if (destStat && destStat.isFile() && !force) {
             return;
         }
         // If dest is an existing directory, should copy inside.
         const newDest = destStat && destStat.isDirectory() && copySourceDirectory
-            ? path.join(dest, path.basename(source))
+            ? path__WEBPACK_IMPORTED_MODULE_1__.join(dest, path__WEBPACK_IMPORTED_MODULE_1__.basename(source))
             : dest;
-        if (!(yield ioUtil.exists(source))) {
+        if (!(yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .exists */ .t2(source))) {
             throw new Error(`no such file or directory: ${source}`);
         }
-        const sourceStat = yield ioUtil.stat(source);
+        const sourceStat = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .stat */ .dJ(source);
         if (sourceStat.isDirectory()) {
             if (!recursive) {
                 throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
@@ -46312,11 +48598,11 @@ function cp(source_1, dest_1) {
             }
         }
         else {
-            if (path.relative(source, newDest) === '') {
+            if (path__WEBPACK_IMPORTED_MODULE_1__.relative(source, newDest) === '') {
                 // a file cannot be copied to itself
                 throw new Error(`'${newDest}' and '${source}' are the same file`);
             }
-            yield io_copyFile(source, newDest, force);
+            yield copyFile(source, newDest, force);
         }
     });
 }
@@ -46328,7 +48614,7 @@ function cp(source_1, dest_1) {
  * @param     options   optional. See MoveOptions.
  */
 function mv(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
         if (yield ioUtil.exists(dest)) {
             let destExists = true;
             if (yield ioUtil.isDirectory(dest)) {
@@ -46355,8 +48641,8 @@ function mv(source_1, dest_1) {
  * @param inputPath path to remove
  */
 function rmRF(inputPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (ioUtil.IS_WINDOWS) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
             // Check for invalid characters
             // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
             if (/[*"<>|]/.test(inputPath)) {
@@ -46365,7 +48651,7 @@ function rmRF(inputPath) {
         }
         try {
             // note if path does not exist, error is silent
-            yield ioUtil.rm(inputPath, {
+            yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__.rm(inputPath, {
                 force: true,
                 maxRetries: 3,
                 recursive: true,
@@ -46385,9 +48671,9 @@ function rmRF(inputPath) {
  * @returns Promise<void>
  */
 function mkdirP(fsPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        ok(fsPath, 'a path argument must be provided');
-        yield ioUtil.mkdir(fsPath, { recursive: true });
+    return __awaiter(this, void 0, void 0, function* () {
+        (0,assert__WEBPACK_IMPORTED_MODULE_0__.ok)(fsPath, 'a path argument must be provided');
+        yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .mkdir */ .Ck(fsPath, { recursive: true });
     });
 }
 /**
@@ -46399,7 +48685,7 @@ function mkdirP(fsPath) {
  * @returns   Promise<string>   path to tool
  */
 function which(tool, check) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         if (!tool) {
             throw new Error("parameter 'tool' is required");
         }
@@ -46407,7 +48693,7 @@ function which(tool, check) {
         if (check) {
             const result = yield which(tool, false);
             if (!result) {
-                if (IS_WINDOWS) {
+                if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
                     throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
                 }
                 else {
@@ -46429,29 +48715,29 @@ function which(tool, check) {
  * @returns   Promise<string[]>  the paths of the tool
  */
 function findInPath(tool) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         if (!tool) {
             throw new Error("parameter 'tool' is required");
         }
         // build the list of extensions to try
         const extensions = [];
-        if (IS_WINDOWS && process.env['PATHEXT']) {
-            for (const extension of process.env['PATHEXT'].split(external_path_.delimiter)) {
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8 && process.env['PATHEXT']) {
+            for (const extension of process.env['PATHEXT'].split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
                 if (extension) {
                     extensions.push(extension);
                 }
             }
         }
         // if it's rooted, return it if exists. otherwise return empty.
-        if (isRooted(tool)) {
-            const filePath = yield tryGetExecutablePath(tool, extensions);
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .isRooted */ .Qh(tool)) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(tool, extensions);
             if (filePath) {
                 return [filePath];
             }
             return [];
         }
         // if any path separators, return empty
-        if (tool.includes(external_path_.sep)) {
+        if (tool.includes(path__WEBPACK_IMPORTED_MODULE_1__.sep)) {
             return [];
         }
         // build the list of directories
@@ -46462,7 +48748,7 @@ function findInPath(tool) {
         // across platforms.
         const directories = [];
         if (process.env.PATH) {
-            for (const p of process.env.PATH.split(external_path_.delimiter)) {
+            for (const p of process.env.PATH.split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
                 if (p) {
                     directories.push(p);
                 }
@@ -46471,7 +48757,7 @@ function findInPath(tool) {
         // find all matches
         const matches = [];
         for (const directory of directories) {
-            const filePath = yield tryGetExecutablePath(external_path_.join(directory, tool), extensions);
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(path__WEBPACK_IMPORTED_MODULE_1__.join(directory, tool), extensions);
             if (filePath) {
                 matches.push(filePath);
             }
@@ -46488,726 +48774,56 @@ function readCopyOptions(options) {
     return { force, recursive, copySourceDirectory };
 }
 function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         // Ensure there is not a run away recursive copy
         if (currentDepth >= 255)
             return;
         currentDepth++;
         yield mkdirP(destDir);
-        const files = yield ioUtil.readdir(sourceDir);
+        const files = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .readdir */ .Cy(sourceDir);
         for (const fileName of files) {
             const srcFile = `${sourceDir}/${fileName}`;
             const destFile = `${destDir}/${fileName}`;
-            const srcFileStat = yield ioUtil.lstat(srcFile);
+            const srcFileStat = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .lstat */ .$1(srcFile);
             if (srcFileStat.isDirectory()) {
                 // Recurse
                 yield cpDirRecursive(srcFile, destFile, currentDepth, force);
             }
             else {
-                yield io_copyFile(srcFile, destFile, force);
+                yield copyFile(srcFile, destFile, force);
             }
         }
         // Change the mode for the newly created directory
-        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
+        yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .chmod */ .k6(destDir, (yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .stat */ .dJ(sourceDir)).mode);
     });
 }
 // Buffered file copy
-function io_copyFile(srcFile, destFile, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
+function copyFile(srcFile, destFile, force) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if ((yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .lstat */ .$1(srcFile)).isSymbolicLink()) {
             // unlink/re-link it
             try {
-                yield ioUtil.lstat(destFile);
-                yield ioUtil.unlink(destFile);
+                yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .lstat */ .$1(destFile);
+                yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .unlink */ .y1(destFile);
             }
             catch (e) {
                 // Try to override file permission
                 if (e.code === 'EPERM') {
-                    yield ioUtil.chmod(destFile, '0666');
-                    yield ioUtil.unlink(destFile);
+                    yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .chmod */ .k6(destFile, '0666');
+                    yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .unlink */ .y1(destFile);
                 }
                 // other errors = it doesn't exist, no work to do
             }
             // Copy over symlink
-            const symlinkFull = yield ioUtil.readlink(srcFile);
-            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
+            const symlinkFull = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .readlink */ .h_(srcFile);
+            yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .symlink */ .YN(symlinkFull, destFile, _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8 ? 'junction' : null);
         }
-        else if (!(yield ioUtil.exists(destFile)) || force) {
-            yield ioUtil.copyFile(srcFile, destFile);
+        else if (!(yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .exists */ .t2(destFile)) || force) {
+            yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .copyFile */ .m3(srcFile, destFile);
         }
     });
 }
 //# sourceMappingURL=io.js.map
-;// CONCATENATED MODULE: external "timers"
-const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
-var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-/* eslint-disable @typescript-eslint/unbound-method */
-const toolrunner_IS_WINDOWS = process.platform === 'win32';
-/*
- * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
- */
-class ToolRunner extends external_events_.EventEmitter {
-    constructor(toolPath, args, options) {
-        super();
-        if (!toolPath) {
-            throw new Error("Parameter 'toolPath' cannot be null or empty.");
-        }
-        this.toolPath = toolPath;
-        this.args = args || [];
-        this.options = options || {};
-    }
-    _debug(message) {
-        if (this.options.listeners && this.options.listeners.debug) {
-            this.options.listeners.debug(message);
-        }
-    }
-    _getCommandString(options, noPrefix) {
-        const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
-        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
-        if (toolrunner_IS_WINDOWS) {
-            // Windows + cmd file
-            if (this._isCmdFile()) {
-                cmd += toolPath;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows + verbatim
-            else if (options.windowsVerbatimArguments) {
-                cmd += `"${toolPath}"`;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows (regular)
-            else {
-                cmd += this._windowsQuoteCmdArg(toolPath);
-                for (const a of args) {
-                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
-                }
-            }
-        }
-        else {
-            // OSX/Linux - this can likely be improved with some form of quoting.
-            // creating processes on Unix is fundamentally different than Windows.
-            // on Unix, execvp() takes an arg array.
-            cmd += toolPath;
-            for (const a of args) {
-                cmd += ` ${a}`;
-            }
-        }
-        return cmd;
-    }
-    _processLineBuffer(data, strBuffer, onLine) {
-        try {
-            let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_.EOL);
-            while (n > -1) {
-                const line = s.substring(0, n);
-                onLine(line);
-                // the rest of the string ...
-                s = s.substring(n + external_os_.EOL.length);
-                n = s.indexOf(external_os_.EOL);
-            }
-            return s;
-        }
-        catch (err) {
-            // streaming lines to console is best effort.  Don't fail a build.
-            this._debug(`error processing line. Failed with error ${err}`);
-            return '';
-        }
-    }
-    _getSpawnFileName() {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                return process.env['COMSPEC'] || 'cmd.exe';
-            }
-        }
-        return this.toolPath;
-    }
-    _getSpawnArgs(options) {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
-                for (const a of this.args) {
-                    argline += ' ';
-                    argline += options.windowsVerbatimArguments
-                        ? a
-                        : this._windowsQuoteCmdArg(a);
-                }
-                argline += '"';
-                return [argline];
-            }
-        }
-        return this.args;
-    }
-    _endsWith(str, end) {
-        return str.endsWith(end);
-    }
-    _isCmdFile() {
-        const upperToolPath = this.toolPath.toUpperCase();
-        return (this._endsWith(upperToolPath, '.CMD') ||
-            this._endsWith(upperToolPath, '.BAT'));
-    }
-    _windowsQuoteCmdArg(arg) {
-        // for .exe, apply the normal quoting rules that libuv applies
-        if (!this._isCmdFile()) {
-            return this._uvQuoteCmdArg(arg);
-        }
-        // otherwise apply quoting rules specific to the cmd.exe command line parser.
-        // the libuv rules are generic and are not designed specifically for cmd.exe
-        // command line parser.
-        //
-        // for a detailed description of the cmd.exe command line parser, refer to
-        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
-        // need quotes for empty arg
-        if (!arg) {
-            return '""';
-        }
-        // determine whether the arg needs to be quoted
-        const cmdSpecialChars = [
-            ' ',
-            '\t',
-            '&',
-            '(',
-            ')',
-            '[',
-            ']',
-            '{',
-            '}',
-            '^',
-            '=',
-            ';',
-            '!',
-            "'",
-            '+',
-            ',',
-            '`',
-            '~',
-            '|',
-            '<',
-            '>',
-            '"'
-        ];
-        let needsQuotes = false;
-        for (const char of arg) {
-            if (cmdSpecialChars.some(x => x === char)) {
-                needsQuotes = true;
-                break;
-            }
-        }
-        // short-circuit if quotes not needed
-        if (!needsQuotes) {
-            return arg;
-        }
-        // the following quoting rules are very similar to the rules that by libuv applies.
-        //
-        // 1) wrap the string in quotes
-        //
-        // 2) double-up quotes - i.e. " => ""
-        //
-        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
-        //    doesn't work well with a cmd.exe command line.
-        //
-        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
-        //    for example, the command line:
-        //          foo.exe "myarg:""my val"""
-        //    is parsed by a .NET console app into an arg array:
-        //          [ "myarg:\"my val\"" ]
-        //    which is the same end result when applying libuv quoting rules. although the actual
-        //    command line from libuv quoting rules would look like:
-        //          foo.exe "myarg:\"my val\""
-        //
-        // 3) double-up slashes that precede a quote,
-        //    e.g.  hello \world    => "hello \world"
-        //          hello\"world    => "hello\\""world"
-        //          hello\\"world   => "hello\\\\""world"
-        //          hello world\    => "hello world\\"
-        //
-        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
-        //    the reasons for including this as a .cmd quoting rule are:
-        //
-        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
-        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
-        //
-        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
-        //       haven't heard any complaints about that aspect.
-        //
-        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
-        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
-        // by using %%.
-        //
-        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
-        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
-        //
-        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
-        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
-        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
-        // to an external program.
-        //
-        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
-        // % can be escaped within a .cmd file.
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\'; // double the slash
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '"'; // double the quote
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _uvQuoteCmdArg(arg) {
-        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
-        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
-        // is used.
-        //
-        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
-        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
-        // pasting copyright notice from Node within this function:
-        //
-        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
-        //
-        //      Permission is hereby granted, free of charge, to any person obtaining a copy
-        //      of this software and associated documentation files (the "Software"), to
-        //      deal in the Software without restriction, including without limitation the
-        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
-        //      sell copies of the Software, and to permit persons to whom the Software is
-        //      furnished to do so, subject to the following conditions:
-        //
-        //      The above copyright notice and this permission notice shall be included in
-        //      all copies or substantial portions of the Software.
-        //
-        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
-        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
-        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
-        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
-        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-        //      IN THE SOFTWARE.
-        if (!arg) {
-            // Need double quotation for empty argument
-            return '""';
-        }
-        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
-            // No quotation needed
-            return arg;
-        }
-        if (!arg.includes('"') && !arg.includes('\\')) {
-            // No embedded double quotes or backslashes, so I can just wrap
-            // quote marks around the whole thing.
-            return `"${arg}"`;
-        }
-        // Expected input/output:
-        //   input : hello"world
-        //   output: "hello\"world"
-        //   input : hello""world
-        //   output: "hello\"\"world"
-        //   input : hello\world
-        //   output: hello\world
-        //   input : hello\\world
-        //   output: hello\\world
-        //   input : hello\"world
-        //   output: "hello\\\"world"
-        //   input : hello\\"world
-        //   output: "hello\\\\\"world"
-        //   input : hello world\
-        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
-        //                             but it appears the comment is wrong, it should be "hello world\\"
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\';
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '\\';
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _cloneExecOptions(options) {
-        options = options || {};
-        const result = {
-            cwd: options.cwd || process.cwd(),
-            env: options.env || process.env,
-            silent: options.silent || false,
-            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-            failOnStdErr: options.failOnStdErr || false,
-            ignoreReturnCode: options.ignoreReturnCode || false,
-            delay: options.delay || 10000
-        };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
-        return result;
-    }
-    _getSpawnOptions(options, toolPath) {
-        options = options || {};
-        const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result['windowsVerbatimArguments'] =
-            options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
-            result.argv0 = `"${toolPath}"`;
-        }
-        return result;
-    }
-    /**
-     * Exec a tool.
-     * Output will be streamed to the live console.
-     * Returns promise with return code
-     *
-     * @param     tool     path to tool to exec
-     * @param     options  optional exec options.  See ExecOptions
-     * @returns   number
-     */
-    exec() {
-        return toolrunner_awaiter(this, void 0, void 0, function* () {
-            // root the tool path if it is unrooted and contains relative pathing
-            if (!isRooted(this.toolPath) &&
-                (this.toolPath.includes('/') ||
-                    (toolrunner_IS_WINDOWS && this.toolPath.includes('\\')))) {
-                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
-                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
-            }
-            // if the tool is only a file name, then resolve it from the PATH
-            // otherwise verify it exists (add extension on Windows if necessary)
-            this.toolPath = yield which(this.toolPath, true);
-            return new Promise((resolve, reject) => toolrunner_awaiter(this, void 0, void 0, function* () {
-                this._debug(`exec tool: ${this.toolPath}`);
-                this._debug('arguments:');
-                for (const arg of this.args) {
-                    this._debug(`   ${arg}`);
-                }
-                const optionsNonNull = this._cloneExecOptions(this.options);
-                if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
-                }
-                const state = new ExecState(optionsNonNull, this.toolPath);
-                state.on('debug', (message) => {
-                    this._debug(message);
-                });
-                if (this.options.cwd && !(yield exists(this.options.cwd))) {
-                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
-                }
-                const fileName = this._getSpawnFileName();
-                const cp = external_child_process_namespaceObject.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
-                let stdbuffer = '';
-                if (cp.stdout) {
-                    cp.stdout.on('data', (data) => {
-                        if (this.options.listeners && this.options.listeners.stdout) {
-                            this.options.listeners.stdout(data);
-                        }
-                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                            optionsNonNull.outStream.write(data);
-                        }
-                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.stdline) {
-                                this.options.listeners.stdline(line);
-                            }
-                        });
-                    });
-                }
-                let errbuffer = '';
-                if (cp.stderr) {
-                    cp.stderr.on('data', (data) => {
-                        state.processStderr = true;
-                        if (this.options.listeners && this.options.listeners.stderr) {
-                            this.options.listeners.stderr(data);
-                        }
-                        if (!optionsNonNull.silent &&
-                            optionsNonNull.errStream &&
-                            optionsNonNull.outStream) {
-                            const s = optionsNonNull.failOnStdErr
-                                ? optionsNonNull.errStream
-                                : optionsNonNull.outStream;
-                            s.write(data);
-                        }
-                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.errline) {
-                                this.options.listeners.errline(line);
-                            }
-                        });
-                    });
-                }
-                cp.on('error', (err) => {
-                    state.processError = err.message;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    state.CheckComplete();
-                });
-                cp.on('exit', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                cp.on('close', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                state.on('done', (error, exitCode) => {
-                    if (stdbuffer.length > 0) {
-                        this.emit('stdline', stdbuffer);
-                    }
-                    if (errbuffer.length > 0) {
-                        this.emit('errline', errbuffer);
-                    }
-                    cp.removeAllListeners();
-                    if (error) {
-                        reject(error);
-                    }
-                    else {
-                        resolve(exitCode);
-                    }
-                });
-                if (this.options.input) {
-                    if (!cp.stdin) {
-                        throw new Error('child process missing stdin');
-                    }
-                    cp.stdin.end(this.options.input);
-                }
-            }));
-        });
-    }
-}
-/**
- * Convert an arg string to an array of args. Handles escaping
- *
- * @param    argString   string of arguments
- * @returns  string[]    array of arguments
- */
-function argStringToArray(argString) {
-    const args = [];
-    let inQuotes = false;
-    let escaped = false;
-    let arg = '';
-    function append(c) {
-        // we only escape double quotes.
-        if (escaped && c !== '"') {
-            arg += '\\';
-        }
-        arg += c;
-        escaped = false;
-    }
-    for (let i = 0; i < argString.length; i++) {
-        const c = argString.charAt(i);
-        if (c === '"') {
-            if (!escaped) {
-                inQuotes = !inQuotes;
-            }
-            else {
-                append(c);
-            }
-            continue;
-        }
-        if (c === '\\' && escaped) {
-            append(c);
-            continue;
-        }
-        if (c === '\\' && inQuotes) {
-            escaped = true;
-            continue;
-        }
-        if (c === ' ' && !inQuotes) {
-            if (arg.length > 0) {
-                args.push(arg);
-                arg = '';
-            }
-            continue;
-        }
-        append(c);
-    }
-    if (arg.length > 0) {
-        args.push(arg.trim());
-    }
-    return args;
-}
-class ExecState extends external_events_.EventEmitter {
-    constructor(options, toolPath) {
-        super();
-        this.processClosed = false; // tracks whether the process has exited and stdio is closed
-        this.processError = '';
-        this.processExitCode = 0;
-        this.processExited = false; // tracks whether the process has exited
-        this.processStderr = false; // tracks whether stderr was written to
-        this.delay = 10000; // 10 seconds
-        this.done = false;
-        this.timeout = null;
-        if (!toolPath) {
-            throw new Error('toolPath must not be empty');
-        }
-        this.options = options;
-        this.toolPath = toolPath;
-        if (options.delay) {
-            this.delay = options.delay;
-        }
-    }
-    CheckComplete() {
-        if (this.done) {
-            return;
-        }
-        if (this.processClosed) {
-            this._setResult();
-        }
-        else if (this.processExited) {
-            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
-        }
-    }
-    _debug(message) {
-        this.emit('debug', message);
-    }
-    _setResult() {
-        // determine whether there is an error
-        let error;
-        if (this.processExited) {
-            if (this.processError) {
-                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
-            }
-            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
-                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
-            }
-            else if (this.processStderr && this.options.failOnStdErr) {
-                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
-            }
-        }
-        // clear the timeout
-        if (this.timeout) {
-            clearTimeout(this.timeout);
-            this.timeout = null;
-        }
-        this.done = true;
-        this.emit('done', error, this.processExitCode);
-    }
-    static HandleTimeout(state) {
-        if (state.done) {
-            return;
-        }
-        if (!state.processClosed && state.processExited) {
-            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
-            state._debug(message);
-        }
-        state._setResult();
-    }
-}
-//# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
-var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-/**
- * Exec a command.
- * Output will be streamed to the live console.
- * Returns promise with return code
- *
- * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
- * @param     args               optional arguments for tool. Escaping is handled by the lib.
- * @param     options            optional exec options.  See ExecOptions
- * @returns   Promise<number>    exit code
- */
-function exec(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
-        if (commandArgs.length === 0) {
-            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
-        }
-        // Path to tool to execute should be first arg
-        const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
-        return runner.exec();
-    });
-}
-/**
- * Exec a command and get the output.
- * Output will be streamed to the live console.
- * Returns promise with the exit code and collected stdout and stderr
- *
- * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
- * @param     args                  optional arguments for tool. Escaping is handled by the lib.
- * @param     options               optional exec options.  See ExecOptions
- * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
- */
-function getExecOutput(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        var _a, _b;
-        let stdout = '';
-        let stderr = '';
-        //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
-        const stdErrListener = (data) => {
-            stderr += stderrDecoder.write(data);
-            if (originalStdErrListener) {
-                originalStdErrListener(data);
-            }
-        };
-        const stdOutListener = (data) => {
-            stdout += stdoutDecoder.write(data);
-            if (originalStdoutListener) {
-                originalStdoutListener(data);
-            }
-        };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
-        //flush any remaining characters
-        stdout += stdoutDecoder.end();
-        stderr += stderrDecoder.end();
-        return {
-            exitCode,
-            stdout,
-            stderr
-        };
-    });
-}
-//# sourceMappingURL=exec.js.map
 
 /***/ })
 

@@ -1,4 +1,5 @@
-import * as exec from '@actions/exec'
+import * as core from '@actions/core'
+import {spawn} from 'node:child_process'
 
 // Every command the action runs goes through `run`: it never throws on its
 // own, it turns a non-zero exit into a PhaseError that names the phase, the
@@ -25,25 +26,63 @@ export interface Command {
   // Stream the command's output to the log; quiet commands are captured only.
   echo?: boolean
   env?: Record<string, string>
+  // Kill the command after this long; the result then has timedOut set.
+  timeoutMs?: number
 }
 
 export interface Result {
   exitCode: number
   stdout: string
   stderr: string
+  timedOut?: boolean
 }
 
 export const docker = (): string => process.env.MULTIARCH_DOCKER || 'docker'
 
 export async function attempt(command: Command): Promise<Result> {
-  const env = command.env ? {...process.env, ...command.env} : undefined
-  const result = await exec.getExecOutput(docker(), command.args, {
-    ignoreReturnCode: true,
-    silent: !command.echo,
-    input: command.stdin === undefined ? undefined : Buffer.from(command.stdin),
-    env: env as Record<string, string> | undefined
+  if (command.echo) core.info(`[command]${docker()} ${command.args.join(' ')}`)
+  const env = command.env ? {...process.env, ...command.env} : process.env
+  return new Promise(resolve => {
+    const child = spawn(docker(), command.args, {env})
+    let stdout = ''
+    let stderr = ''
+    let timedOut = false
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (command.echo) process.stdout.write(chunk)
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+      if (command.echo) process.stdout.write(chunk)
+    })
+    // Passwords reach docker on stdin only, never in argv.
+    child.stdin.end(command.stdin ?? '')
+    const timer = command.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true
+          child.kill('SIGTERM')
+          setTimeout(() => child.kill('SIGKILL'), 5000).unref()
+        }, command.timeoutMs)
+      : undefined
+    child.on('error', error => {
+      clearTimeout(timer)
+      resolve({exitCode: 127, stdout, stderr: `${stderr}${error.message}`})
+    })
+    child.on('close', code => {
+      clearTimeout(timer)
+      const limit = `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`
+      resolve(
+        timedOut
+          ? {
+              exitCode: code ?? 124,
+              stdout,
+              stderr: `${stderr}\n${limit}`,
+              timedOut
+            }
+          : {exitCode: code ?? 128, stdout, stderr}
+      )
+    })
   })
-  return result
 }
 
 export async function run(command: Command): Promise<Result> {

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import {notice} from './notes.js'
 import {parse as parseYaml} from 'yaml'
 import {parseList} from './lists.js'
 import {formatPlatform, parsePlatform} from './platforms.js'
@@ -67,6 +68,13 @@ export interface Inputs {
   noCache: boolean
   pull: boolean
   dryRun: boolean
+  // Mirror-only mode (#4): an existing image to copy instead of a build.
+  source: string
+  mirrorFailure: 'fail' | 'warn'
+  mirrorAttempts: number
+  mirrorRetryWait: number
+  mirrorConcurrency: number
+  mirrorTimeout: number
   // Emulation guards (#6): minutes; 0 turns a guard off.
   buildTimeout: number
   stallTimeout: number
@@ -120,8 +128,36 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   )
   const secrets = secretList(parseList(read('secrets'), true), problems)
 
+  // Source: mirror-only mode copies an existing image instead of building.
+  const source = read('source').trim()
+  if (source) {
+    try {
+      const parsed = parseReference(source)
+      if (parsed.lowered) {
+        problems.add(
+          'source',
+          source,
+          'must be lower-case in its repository path'
+        )
+      }
+    } catch (error) {
+      problems.add(
+        'source',
+        source,
+        `is not an image reference: ${message(error)}`
+      )
+    }
+  }
+
   // Image: a repository, tags come from `tags`.
-  const image = repositoryInput('image', read('image'), problems, true)
+  const image = repositoryInput('image', read('image'), problems, !source)
+  if (source && image) {
+    problems.add(
+      'image',
+      image,
+      'is not used with source; list every destination in mirrors'
+    )
+  }
 
   // Tags: bare tags and templates, or the git tag of a tag push.
   const latest = booleanInput('latest', read('latest'), false, problems)
@@ -156,7 +192,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     fileVersion
   }
   const release = tagList(read('tags'), tagContext, problems)
-  release.notices.forEach(notice => core.notice(notice))
+  release.notices.forEach(text => notice(text))
   const tags = release.tags
   const version = release.version
   if (fileVersion && version?.patch !== undefined) {
@@ -228,7 +264,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   }
 
   if (!push && mirrors.length > 0) {
-    core.notice('mirrors: skipped, because push is false and nothing is pushed')
+    notice('mirrors: skipped, because push is false and nothing is pushed')
   }
   warnUnusedCredentials(
     credentials,
@@ -263,6 +299,54 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const noCache = booleanInput('no-cache', read('no-cache'), false, problems)
   const pull = booleanInput('pull', read('pull'), false, problems)
   const dryRun = booleanInput('dry-run', read('dry-run'), false, problems)
+
+  // Mirrors: failure policy, retries, parallelism and a time limit each.
+  const mirrorFailure = read('mirror-failure') || 'fail'
+  if (!['fail', 'warn'].includes(mirrorFailure)) {
+    problems.add('mirror-failure', mirrorFailure, 'is not fail or warn')
+  }
+  const mirrorAttempts = numberInput(
+    'mirror-attempts',
+    read('mirror-attempts'),
+    3,
+    problems,
+    'attempts'
+  )
+  const mirrorRetryWait = numberInput(
+    'mirror-retry-wait',
+    read('mirror-retry-wait'),
+    2,
+    problems,
+    'seconds'
+  )
+  const mirrorConcurrency = numberInput(
+    'mirror-concurrency',
+    read('mirror-concurrency'),
+    3,
+    problems,
+    'mirrors at once'
+  )
+  const mirrorTimeout = numberInput(
+    'mirror-timeout',
+    read('mirror-timeout'),
+    10,
+    problems
+  )
+  for (const [name, value] of [
+    ['mirror-attempts', mirrorAttempts],
+    ['mirror-concurrency', mirrorConcurrency]
+  ] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      problems.add(name, String(value), 'must be a whole number of at least 1')
+    }
+  }
+  if (mirrorTimeout <= 0) {
+    problems.add(
+      'mirror-timeout',
+      String(mirrorTimeout),
+      'must be more than 0 minutes'
+    )
+  }
 
   // Guards against emulated builds that crash or hang: generous defaults,
   // since one step under QEMU can be silent for many minutes.
@@ -346,6 +430,12 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     noCache,
     pull,
     dryRun,
+    source,
+    mirrorFailure: mirrorFailure as Inputs['mirrorFailure'],
+    mirrorAttempts,
+    mirrorRetryWait,
+    mirrorConcurrency,
+    mirrorTimeout,
     buildTimeout,
     stallTimeout,
     debugPlatform,
@@ -378,9 +468,7 @@ function repositoryInput(
     }
     const name = repositoryName(reference)
     if (reference.lowered) {
-      core.notice(
-        `${input}: repository "${value.trim()}" lower-cased to "${name}"`
-      )
+      notice(`${input}: repository "${value.trim()}" lower-cased to "${name}"`)
     }
     return name
   } catch (error) {
@@ -537,7 +625,7 @@ function credentialList(
     }
     if (!password && pullRequest) {
       // Pull requests from forks get no secrets; building still works.
-      core.notice(
+      notice(
         `${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`
       )
       return
@@ -638,12 +726,13 @@ function numberInput(
   input: string,
   value: string,
   fallback: number,
-  problems: Problems
+  problems: Problems,
+  unit = 'minutes; 0 turns it off'
 ): number {
   const text = value.trim()
   if (!text) return fallback
   if (!/^\d+(\.\d+)?$/.test(text)) {
-    problems.add(input, value, 'is not a number (minutes; 0 turns it off)')
+    problems.add(input, value, `is not a number (${unit})`)
     return fallback
   }
   return Number(text)

@@ -1,13 +1,25 @@
 import * as core from '@actions/core'
+import {notice} from './notes.js'
 import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {build, type Built} from './build.js'
+import {build} from './build.js'
 import {prepareBuilder} from './builder.js'
+import {setupBuildx} from './buildx.js'
 import {ensureEmulators} from './emulators.js'
 import {getInputs, type Inputs} from './inputs.js'
 import {login, useRunConfig} from './logins.js'
-import {copyToMirrors, type MirrorResult} from './mirrors.js'
+import {
+  checkMirrorSupport,
+  checkPushed,
+  copyToMirrors,
+  isIndex,
+  keepsManifest,
+  readSource,
+  sourceRepository,
+  type MirrorResult,
+  type Published
+} from './mirrors.js'
 import {printPlan} from './plan.js'
 import {setOutputs, writeSummary, type Timing} from './report.js'
 import * as state from './state.js'
@@ -40,18 +52,27 @@ export async function main(): Promise<void> {
       return
     }
     const tempDir = workDir()
-    useRunConfig(tempDir)
-    await phase('Installing emulators', () => ensureEmulators(inputs))
-    const builder = await phase('Preparing the builder', () =>
-      prepareBuilder(inputs)
-    )
+    const dockerConfigDir = useRunConfig(tempDir)
+    await phase('Setting up buildx', () => setupBuildx(inputs, dockerConfigDir))
+    const copying = inputs.source !== ''
+    if (!copying) {
+      await phase('Installing emulators', () => ensureEmulators(inputs))
+    }
+    const builder = copying
+      ? ''
+      : await phase('Preparing the builder', () => prepareBuilder(inputs))
     await phase('Logging in', () => login(inputs.credentials))
-    const release = await phase('Checking floating tags', () =>
-      floatingTags(inputs, builder)
-    )
-    const built = await phase('Building', () =>
-      build(release, builder, tempDir)
-    )
+    if (!copying) await checkMirrorSupport(inputs)
+    const release = copying
+      ? inputs
+      : await phase('Checking floating tags', () =>
+          floatingTags(inputs, builder)
+        )
+    const built = copying
+      ? await phase('Reading the source', () => readSource(inputs))
+      : await phase('Building', async () =>
+          checkPushed(release, builder, await build(release, builder, tempDir))
+        )
     const mirrors = await phase('Copying to mirrors', () =>
       mirror(release, builder, built)
     )
@@ -62,10 +83,11 @@ export async function main(): Promise<void> {
     })
     const failed = mirrors.filter(m => m.status === 'failed')
     if (failed.length > 0) {
-      core.setFailed(
+      const text =
         `${failed.length} of ${mirrors.length} mirrors failed:\n` +
-          failed.map(m => `- ${m.mirror}: ${m.reason ?? ''}`).join('\n')
-      )
+        failed.map(m => `- ${m.mirror}: ${m.reason ?? ''}`).join('\n')
+      if (inputs.mirrorFailure === 'warn') core.warning(text)
+      else core.setFailed(text)
     }
   } catch (error) {
     core.setFailed(error instanceof Error ? error.message : String(error))
@@ -75,21 +97,29 @@ export async function main(): Promise<void> {
 async function mirror(
   inputs: Inputs,
   builder: string,
-  built: Built
+  built: Published
 ): Promise<MirrorResult[]> {
   if (inputs.mirrors.length === 0) return []
   if (!built.digest) {
-    core.notice('Mirrors skipped: nothing was pushed (push: false)')
+    notice('Mirrors skipped: nothing was pushed (push: false)')
     return []
   }
-  const source = `${inputs.image}@${built.digest}`
-  return copyToMirrors(
+  const repository = inputs.source
+    ? sourceRepository(inputs.source)
+    : inputs.image
+  return copyToMirrors(inputs.mirrors, {
     builder,
-    source,
-    built.digest,
-    inputs.mirrors,
-    inputs.tags
-  )
+    source: `${repository}@${built.digest}`,
+    digest: built.digest,
+    mediaType: built.mediaType,
+    platforms: built.platforms,
+    tags: inputs.tags,
+    attempts: inputs.mirrorAttempts,
+    waitSeconds: inputs.mirrorRetryWait,
+    concurrency: inputs.mirrorConcurrency,
+    timeoutMinutes: inputs.mirrorTimeout,
+    keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
+  })
 }
 
 // The tags to write after leaving newer floating tags where they are.

@@ -1,34 +1,66 @@
 import * as core from '@actions/core'
-import {attempt, failure, run} from './exec.js'
+import {
+  PhaseError,
+  attempt,
+  failure,
+  type Command,
+  type Result
+} from './exec.js'
+import type {Inputs} from './inputs.js'
 import {fromDescriptor} from './platforms.js'
+import {parseReference, repositoryName} from './reference.js'
 
 // Mirrors: copy the index this run pushed, named by digest so that no other
-// run can move it underneath us, into each mirror repository with one
-// imagetools create for all of its tags, then read every tag back.
+// run can move it meanwhile, into each mirror repository with one
+// imagetools create for all of its tags; then read every tag back. Every
+// mirror is tried, in parallel up to a bound; one failure neither hides nor
+// blocks the others.
 
 const PHASE = 'Mirrors'
 
 export interface MirrorResult {
   mirror: string
   refs: string[]
-  status: 'done' | 'failed'
+  status: 'done' | 'up-to-date' | 'failed'
   digest: string
-  reason?: string
+  attempts: number
   seconds: number
+  reason?: string
 }
 
 export interface Inspected {
   digest: string
+  mediaType: string
   platforms: string[]
 }
+
+export interface CopyPlan {
+  builder: string // '' leaves buildx to pick
+  source: string // repository@digest
+  digest: string
+  mediaType: string
+  platforms: string[]
+  tags: string[]
+  attempts: number
+  waitSeconds: number
+  concurrency: number
+  timeoutMinutes: number
+  // Pass --prefer-index=false, so a single-platform manifest stays one.
+  keepManifest: boolean
+}
+
+const withBuilder = (builder: string): string[] =>
+  builder ? ['--builder', builder] : []
 
 export function copyArgs(
   builder: string,
   mirror: string,
   tags: string[],
-  source: string
+  source: string,
+  keepManifest = false
 ): string[] {
-  const args = ['buildx', 'imagetools', 'create', '--builder', builder]
+  const args = ['buildx', 'imagetools', 'create', ...withBuilder(builder)]
+  if (keepManifest) args.push('--prefer-index=false')
   for (const tag of tags) args.push('--tag', `${mirror}:${tag}`)
   args.push(source)
   return args
@@ -38,18 +70,19 @@ export const inspectArgs = (builder: string, ref: string): string[] => [
   'buildx',
   'imagetools',
   'inspect',
-  '--builder',
-  builder,
+  ...withBuilder(builder),
   '--format',
   '{{json .Manifest}}',
   ref
 ]
 
 // `{{json .Manifest}}` prints the descriptor of what the reference names,
-// with the index's entries when it is an index.
+// with the index's entries when it is an index; attestation entries
+// (unknown/unknown) are not platforms.
 export function parseInspect(stdout: string): Inspected {
   const manifest = JSON.parse(stdout) as {
     digest?: string
+    mediaType?: string
     manifests?: {
       platform?: {os?: string; architecture?: string; variant?: string}
     }[]
@@ -57,94 +90,311 @@ export function parseInspect(stdout: string): Inspected {
   const platforms = (manifest.manifests ?? [])
     .map(entry => fromDescriptor(entry.platform ?? {}))
     .filter(platform => platform !== 'unknown/unknown')
-  return {digest: manifest.digest ?? '', platforms}
+  return {
+    digest: manifest.digest ?? '',
+    mediaType: manifest.mediaType ?? '',
+    platforms
+  }
+}
+
+// --- What a failure means -------------------------------------------------
+
+export type Cause = 'transient' | 'permanent' | 'unauthorized' | 'missing'
+
+const PERMANENT =
+  /denied|MANIFEST_INVALID|TAG_INVALID|NAME_INVALID|NAME_UNKNOWN|name unknown|unknown manifest class|unsupported media ?type|MANIFEST_BLOB_UNKNOWN|invalid reference format|\b40[03]\b/i
+const TRANSIENT =
+  /\b5\d\d\b|\b429\b|too many requests|toomanyrequests|connection reset|connection refused|broken pipe|\bEOF\b|i\/o timeout|timed? ?out|deadline exceeded|TLS handshake|no such host|temporary failure in name resolution|server misbehaving|network is unreachable/i
+
+export function classify(stderr: string): Cause {
+  if (
+    /not found|manifest unknown/i.test(stderr) &&
+    !/name unknown/i.test(stderr)
+  ) {
+    return 'missing'
+  }
+  if (/\b401\b|unauthorized|authentication required/i.test(stderr)) {
+    return 'unauthorized'
+  }
+  if (TRANSIENT.test(stderr)) return 'transient'
+  if (PERMANENT.test(stderr)) return 'permanent'
+  return 'permanent'
+}
+
+// Exponential backoff with jitter: base, 2 base, 4 base... each scaled by
+// a random factor in [0.5, 1.5), capped at five minutes.
+export function backoff(
+  attempt: number,
+  baseSeconds: number,
+  random: () => number = Math.random
+): number {
+  const wait = baseSeconds * 2 ** (attempt - 1) * (0.5 + random())
+  return Math.min(300, Math.round(wait * 10) / 10)
+}
+
+// The registry's reason, with a hint when it refused the manifest's type.
+export function explain(reason: string, mediaType: string): string {
+  if (
+    /MANIFEST_INVALID|unknown manifest class|unsupported media ?type|manifest invalid/i.test(
+      reason
+    )
+  ) {
+    return (
+      `${reason}\nThe registry refused a manifest of type ${mediaType || 'unknown'}. ` +
+      'Attestations make buildx write OCI indexes and artifact manifests that ' +
+      'some registries (Aliyun ACR, older Harbor and Artifactory) refuse: ' +
+      'keep provenance: false and sbom: false (the defaults).'
+    )
+  }
+  return reason
+}
+
+const sleep = (seconds: number): Promise<void> =>
+  new Promise(resolve => setTimeout(resolve, seconds * 1000))
+
+// --- Reading back ----------------------------------------------------------
+
+async function read(
+  builder: string,
+  ref: string
+): Promise<{found?: Inspected; cause?: Cause; reason?: string}> {
+  const command: Command = {
+    phase: PHASE,
+    args: inspectArgs(builder, ref),
+    subject: ref
+  }
+  const result = await attempt(command)
+  if (result.exitCode === 0) return {found: parseInspect(result.stdout)}
+  return {cause: classify(result.stderr), reason: failure(command, result)}
 }
 
 export async function inspect(
   builder: string,
   ref: string
 ): Promise<Inspected> {
-  const {stdout} = await run({
-    phase: PHASE,
-    args: inspectArgs(builder, ref),
-    subject: ref
-  })
-  return parseInspect(stdout)
+  const {found, reason} = await read(builder, ref)
+  if (!found) throw new Error(reason)
+  return found
 }
 
-export async function copyToMirrors(
-  builder: string,
-  source: string,
-  digest: string,
-  mirrors: string[],
-  tags: string[]
-): Promise<MirrorResult[]> {
-  const results: MirrorResult[] = []
-  // Every mirror is tried; one failure never hides or blocks the others.
-  for (const mirror of mirrors) {
-    results.push(await copyOne(builder, source, digest, mirror, tags))
+// Registries can lag right after a write: a tag that reads as unknown is
+// read again a few times before it counts as missing.
+async function verify(
+  plan: CopyPlan,
+  ref: string
+): Promise<string | undefined> {
+  for (let tries = 1; ; tries++) {
+    const {found, cause, reason} = await read(plan.builder, ref)
+    if (found) {
+      if (found.digest !== plan.digest) {
+        return `${ref} holds ${found.digest}, expected ${plan.digest}`
+      }
+      const missing = plan.platforms.filter(p => !found.platforms.includes(p))
+      if (found.platforms.length > 0 && missing.length > 0) {
+        return `${ref} lacks ${missing.join(', ')}`
+      }
+      return undefined
+    }
+    if (cause !== 'missing' && cause !== 'transient') return reason
+    if (tries >= 4) return `${ref} is not there after the copy: ${reason}`
+    await sleep(tries)
   }
+}
+
+// --- Copying ----------------------------------------------------------------
+
+export async function copyToMirrors(
+  mirrors: string[],
+  plan: CopyPlan
+): Promise<MirrorResult[]> {
+  const results: MirrorResult[] = new Array<MirrorResult>(mirrors.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < mirrors.length) {
+      const index = next++
+      results[index] = await copyOne(mirrors[index], plan)
+    }
+  }
+  const workers = Math.max(1, Math.min(plan.concurrency, mirrors.length))
+  await Promise.all(Array.from({length: workers}, worker))
   return results
 }
 
-async function copyOne(
-  builder: string,
-  source: string,
-  digest: string,
-  mirror: string,
-  tags: string[]
-): Promise<MirrorResult> {
+async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
   const started = Date.now()
-  const refs = tags.map(tag => `${mirror}:${tag}`)
+  const refs = plan.tags.map(tag => `${mirror}:${tag}`)
+  let attempts = 0
   const result = (
     status: MirrorResult['status'],
     reason?: string
-  ): MirrorResult => ({
-    mirror,
-    refs,
-    status,
-    digest: status === 'done' ? digest : '',
-    ...(reason ? {reason} : {}),
-    seconds: Math.round((Date.now() - started) / 100) / 10
-  })
+  ): MirrorResult => {
+    const seconds = Math.round((Date.now() - started) / 100) / 10
+    if (status === 'failed') {
+      core.error(`Mirror ${mirror} failed: ${reason ?? ''}`, {
+        title: `Mirror ${mirror}`
+      })
+    }
+    return {
+      mirror,
+      refs,
+      status,
+      digest: status === 'failed' ? '' : plan.digest,
+      attempts,
+      seconds,
+      ...(reason ? {reason} : {})
+    }
+  }
 
-  const command = {
+  // A re-run of a half-failed release writes only what is missing.
+  const current = await Promise.all(refs.map(ref => read(plan.builder, ref)))
+  const stale = plan.tags.filter(
+    (_, i) => current[i].found?.digest !== plan.digest
+  )
+  if (stale.length === 0) {
+    core.info(`${mirror}: every tag already holds ${plan.digest}`)
+    return result('up-to-date')
+  }
+  const brandNew = current.every(read => read.cause === 'missing')
+
+  const command: Command = {
     phase: PHASE,
-    args: copyArgs(builder, mirror, tags, source),
-    subject: mirror
+    args: copyArgs(plan.builder, mirror, stale, plan.source, plan.keepManifest),
+    subject: mirror,
+    timeoutMs: plan.timeoutMinutes * 60_000
   }
-  core.info(`Copying ${source} to ${refs.join(', ')}`)
-  const copied = await attempt(command)
-  if (copied.exitCode !== 0) {
-    const reason = failure(command, copied)
-    core.error(`Mirror ${mirror} failed: ${reason}`, {
-      title: `Mirror ${mirror}`
-    })
-    return result('failed', reason)
+  let retried401 = false
+  for (;;) {
+    attempts++
+    core.info(
+      `${mirror}: attempt ${attempts}, copying ${plan.source} to ${stale.join(', ')}`
+    )
+    const copied: Result = await attempt(command)
+    if (copied.exitCode === 0) break
+    const reason = explain(failure(command, copied), plan.mediaType)
+    const cause = copied.timedOut ? 'transient' : classify(copied.stderr)
+    // Some registries refuse the very first write to a repository that
+    // does not exist yet, and accept the same write a moment later.
+    const retry401 = cause === 'unauthorized' && brandNew && !retried401
+    if (!(cause === 'transient' || retry401) || attempts >= plan.attempts) {
+      const after = attempts > 1 ? ` (after ${attempts} attempts)` : ''
+      return result('failed', `${reason}${after}`)
+    }
+    if (retry401) retried401 = true
+    const wait = backoff(attempts, plan.waitSeconds)
+    core.warning(
+      `${mirror}: attempt ${attempts} failed (${cause}: ${lastLine(copied.stderr)}); retrying in ${wait} s`,
+      {title: `Mirror ${mirror}`}
+    )
+    await sleep(wait)
   }
+
   for (const ref of refs) {
-    const found = await inspectOrReason(builder, ref)
-    if (typeof found === 'string') {
-      core.error(`Mirror ${mirror}: ${found}`, {title: `Mirror ${mirror}`})
-      return result('failed', found)
-    }
-    if (found.digest !== digest) {
-      const reason = `${ref} holds ${found.digest}, expected ${digest}`
-      core.error(`Mirror ${mirror}: ${reason}`, {title: `Mirror ${mirror}`})
-      return result('failed', reason)
-    }
-    core.info(`Verified ${ref} at ${digest}`)
+    const problem = await verify(plan, ref)
+    if (problem) return result('failed', problem)
+    core.info(`Verified ${ref} at ${plan.digest}`)
   }
   return result('done')
 }
 
-async function inspectOrReason(
+function lastLine(text: string): string {
+  return text.trim().split('\n').pop() ?? ''
+}
+
+// --- What is copied ---------------------------------------------------------
+
+export interface Published {
+  digest: string // '' when nothing was pushed
+  metadata: Record<string, unknown>
+  mediaType: string
+  platforms: string[]
+}
+
+const INDEX_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json'
+]
+export const isIndex = (mediaType: string): boolean =>
+  INDEX_TYPES.includes(mediaType)
+
+// After the push: what the registry holds must have every platform asked
+// for, exactly once (arm64 without variant is linux/arm64/v8).
+export async function checkPushed(
+  inputs: Inputs,
   builder: string,
-  ref: string
-): Promise<Inspected | string> {
-  const command = {phase: PHASE, args: inspectArgs(builder, ref), subject: ref}
-  const read = await attempt(command)
-  if (read.exitCode !== 0)
-    return `reading ${ref} back failed: ${failure(command, read)}`
-  return parseInspect(read.stdout)
+  built: {digest: string; metadata: Record<string, unknown>}
+): Promise<Published> {
+  if (!built.digest) {
+    return {...built, mediaType: '', platforms: inputs.platforms}
+  }
+  const found = await inspect(builder, `${inputs.image}@${built.digest}`)
+  const platforms = isIndex(found.mediaType)
+    ? found.platforms
+    : inputs.platforms
+  const missing = inputs.platforms.filter(p => !platforms.includes(p))
+  const extra = platforms.filter(p => !inputs.platforms.includes(p))
+  if (
+    missing.length > 0 ||
+    extra.length > 0 ||
+    new Set(platforms).size !== platforms.length
+  ) {
+    throw new PhaseError(
+      'Build',
+      `${inputs.image}@${built.digest} holds ${platforms.join(', ')}; ` +
+        `expected ${inputs.platforms.join(', ')}`
+    )
+  }
+  core.info(`${inputs.image}@${built.digest} holds ${platforms.join(', ')}`)
+  return {...built, mediaType: found.mediaType, platforms}
+}
+
+// Mirror-only mode: the source named by tag is resolved to its digest once,
+// and every copy reads that digest.
+export async function readSource(inputs: Inputs): Promise<Published> {
+  const found = await inspect('', inputs.source)
+  core.info(
+    `${inputs.source} is ${found.digest} (${found.platforms.join(', ') || found.mediaType})`
+  )
+  return {
+    digest: found.digest,
+    metadata: {},
+    mediaType: found.mediaType,
+    platforms: found.platforms
+  }
+}
+
+export function sourceRepository(source: string): string {
+  return repositoryName(parseReference(source))
+}
+
+// imagetools create turns a single manifest into a one-entry index (a new
+// digest) unless --prefer-index=false is given, which older buildx lacks.
+let preferIndexFlag: boolean | undefined
+export async function keepsManifest(): Promise<boolean> {
+  if (preferIndexFlag === undefined) {
+    const help = await attempt({
+      phase: PHASE,
+      args: ['buildx', 'imagetools', 'create', '--help']
+    })
+    preferIndexFlag = help.stdout.includes('--prefer-index')
+  }
+  return preferIndexFlag
+}
+
+// A single-platform release without attestations is one manifest, not an
+// index. Without --prefer-index its mirrors would get another digest, so
+// say so before anything is built or pushed.
+export async function checkMirrorSupport(inputs: Inputs): Promise<void> {
+  const single =
+    inputs.platforms.length === 1 &&
+    inputs.provenance === 'false' &&
+    inputs.sbom === 'false'
+  if (!single || !inputs.push || inputs.mirrors.length === 0) return
+  if (await keepsManifest()) return
+  throw new PhaseError(
+    PHASE,
+    `${inputs.platforms[0]} alone is pushed as a single manifest, and this ` +
+      'buildx has no imagetools create --prefer-index=false to copy it ' +
+      'unchanged: its mirrors would hold a different digest. Set ' +
+      'buildx-version to a newer buildx, or build more than one platform.'
+  )
 }

@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
-import type {Built} from './build.js'
 import type {Inputs} from './inputs.js'
-import type {MirrorResult} from './mirrors.js'
+import type {MirrorResult, Published} from './mirrors.js'
+import {notes} from './notes.js'
 
 // Report: outputs for later steps and a job summary a maintainer can read
 // at a glance: what was published where, at which digest.
@@ -14,7 +14,7 @@ export interface Timing {
 export interface Outcome {
   inputs: Inputs
   builder: string
-  built: Built
+  built: Published
   mirrors: MirrorResult[]
   timings: Timing[]
 }
@@ -65,6 +65,9 @@ export async function writeSummary(outcome: Outcome): Promise<void> {
     .addRaw(`Platforms: ${inputs.platforms.join(', ')}`, true)
   if (built.digest) {
     summary.addCodeBlock(`docker pull ${inputs.image}@${built.digest}`, 'sh')
+  }
+  if (notes().length > 0) {
+    summary.addHeading('Notes', 3).addList([...notes()])
   }
   summary.addRaw(
     `Timings: ${timings.map(t => `${t.phase} ${t.seconds}s`).join(', ')}`,

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import {notice} from './notes.js'
 import {readFileSync} from 'node:fs'
 import semver from 'semver'
 import {attempt} from './exec.js'
@@ -204,7 +205,7 @@ export async function keepFloatingForward(
     }
     const current = versionLabel(read.stdout)
     if (current && isNewer(current, version)) {
-      core.notice(
+      notice(
         `${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`
       )
       kept.push(tag)

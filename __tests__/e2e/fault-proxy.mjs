@@ -158,6 +158,15 @@ function ackHeaders(req, path, body, clientHost) {
   return {}
 }
 
+// Each side's connection is its own: the proxy keeps its own keep-alive.
+function withoutHopByHop(headers) {
+  const copy = {...headers}
+  delete copy.connection
+  delete copy['keep-alive']
+  delete copy['proxy-connection']
+  return copy
+}
+
 function errorBody(code, message) {
   return JSON.stringify({errors: [{code, message, detail: null}]})
 }
@@ -211,10 +220,10 @@ export function createFaultProxy({target, rules = [], delayMs = 0, log}) {
         port: Number(target.split(':')[1] ?? 80),
         method: req.method,
         path: req.url,
-        headers: req.headers
+        headers: withoutHopByHop(req.headers)
       })
       upstream.on('response', upRes => {
-        const headers = {...upRes.headers}
+        const headers = withoutHopByHop(upRes.headers)
         if (headers.location) {
           headers.location = rewriteLocation(
             headers.location,
@@ -422,6 +431,7 @@ export function startFaultProxy({target, rules = [], delayMs = 0}) {
     return stopping
   }
 
+  let ready = false
   return new Promise((done, fail) => {
     let stdout = ''
     const timer = setTimeout(() => {
@@ -433,6 +443,7 @@ export function startFaultProxy({target, rules = [], delayMs = 0}) {
       stdout += text
       const match = /^listening (127\.0\.0\.1:\d+)$/m.exec(stdout)
       if (!match) return
+      ready = true
       clearTimeout(timer)
       child.stdout.removeAllListeners('data')
       child.stdout.resume()
@@ -448,7 +459,10 @@ export function startFaultProxy({target, rules = [], delayMs = 0}) {
       })
     })
     void exited.then(code => {
+      if (ready) return
       clearTimeout(timer)
+      child.stdin.destroy()
+      rmSync(dir, {recursive: true, force: true})
       fail(
         new Error(`fault proxy exited (${code}) before listening: ${stderr}`)
       )

@@ -37,6 +37,12 @@ const inputs: Inputs = {
   noCache: false,
   pull: false,
   dryRun: false,
+  source: '',
+  mirrorFailure: 'fail',
+  mirrorAttempts: 3,
+  mirrorRetryWait: 2,
+  mirrorConcurrency: 3,
+  mirrorTimeout: 10,
   buildTimeout: 300,
   stallTimeout: 60,
   debugPlatform: '',
@@ -230,6 +236,7 @@ describe('results read from machine output', () => {
     })
     expect(parseInspect(stdout)).toEqual({
       digest: 'sha256:aaa',
+      mediaType: 'application/vnd.oci.image.index.v1+json',
       platforms: ['linux/amd64', 'linux/arm64']
     })
   })
