@@ -22,7 +22,7 @@ export default {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/__tests__/e2e/**/*.test.ts'],
-      testTimeout: 20 * 60 * 1000
+      setupFilesAfterEnv: ['<rootDir>/__tests__/e2e/setup.ts']
     }
   ]
 }

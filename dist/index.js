@@ -3243,7 +3243,7 @@ module.exports = validRange
 /***/ 770:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(218);
+module.exports = __nccwpck_require__(218);
 
 
 /***/ }),
@@ -3263,10 +3263,10 @@ var assert = __nccwpck_require__(2613);
 var util = __nccwpck_require__(9023);
 
 
-__webpack_unused_export__ = httpOverHttp;
-__webpack_unused_export__ = httpsOverHttp;
-__webpack_unused_export__ = httpOverHttps;
-__webpack_unused_export__ = httpsOverHttps;
+exports.httpOverHttp = httpOverHttp;
+exports.httpsOverHttp = httpsOverHttp;
+exports.httpOverHttps = httpOverHttps;
+exports.httpsOverHttps = httpsOverHttps;
 
 
 function httpOverHttp(options) {
@@ -3556,7 +3556,7 @@ __webpack_unused_export__ = Client
 __webpack_unused_export__ = Pool
 __webpack_unused_export__ = BalancedPool
 __webpack_unused_export__ = Agent
-__webpack_unused_export__ = ProxyAgent
+module.exports.kT = ProxyAgent
 __webpack_unused_export__ = EnvHttpProxyAgent
 __webpack_unused_export__ = RetryAgent
 __webpack_unused_export__ = RetryHandler
@@ -31694,6 +31694,7 @@ async function removeBuilder(name) {
 __nccwpck_require__.d(__webpack_exports__, {
   wo: () => (/* binding */ PhaseError),
   CD: () => (/* binding */ attempt),
+  S6: () => (/* binding */ errorLines),
   V2: () => (/* binding */ failure),
   eF: () => (/* binding */ run)
 });
@@ -31775,13 +31776,17 @@ async function run(command) {
     return result;
 }
 function failure(command, result) {
-    const reason = lastLines(result.stderr || result.stdout, 20);
+    const reason = errorLines(result.stderr || result.stdout);
     const verb = command.args.slice(0, 2).join(' ');
     return (`docker ${verb} exited with ${result.exitCode}` +
         (reason ? `: ${reason}` : ''));
 }
-function lastLines(text, count) {
-    return text.trim().split('\n').slice(-count).join('\n');
+// buildx prints its progress on stderr too; the lines that say what went
+// wrong start with ERROR (or error:). Without them, the last few lines.
+function errorLines(text) {
+    const lines = text.trim().split('\n');
+    const errors = lines.filter(line => /^(ERROR|error)\b:?/.test(line.trim()));
+    return (errors.length > 0 ? errors : lines.slice(-5)).join('\n');
 }
 
 
@@ -31999,6 +32004,8 @@ async function build(inputs, builder, tempDir) {
 
 // EXTERNAL MODULE: ./src/builder.ts
 var src_builder = __nccwpck_require__(4868);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
 // EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
 var lib_io = __nccwpck_require__(8701);
 // EXTERNAL MODULE: external "crypto"
@@ -32120,8 +32127,6 @@ function _readLinuxVersionFile() {
 //# sourceMappingURL=manifest.js.map
 // EXTERNAL MODULE: external "path"
 var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __nccwpck_require__(4942);
 ;// CONCATENATED MODULE: external "stream"
 const external_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
 // EXTERNAL MODULE: external "util"
@@ -32820,8 +32825,6 @@ function _unique(values) {
 //# sourceMappingURL=tool-cache.js.map
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
@@ -36020,8 +36023,8 @@ class HttpStatusError extends Error {
     }
 }
 class IdleTimeout extends Error {
-    constructor(seconds) {
-        super(`no data for ${seconds}s`);
+    constructor(ms) {
+        super(`no data for ${ms / 1000}s`);
         this.name = 'IdleTimeout';
     }
 }
@@ -36034,12 +36037,7 @@ const NETWORK_CODES = new Set([
     'EHOSTUNREACH',
     'ENETUNREACH',
     'EAI_AGAIN',
-    'ENOTFOUND',
-    'UND_ERR_CONNECT_TIMEOUT',
-    'UND_ERR_HEADERS_TIMEOUT',
-    'UND_ERR_BODY_TIMEOUT',
-    'UND_ERR_SOCKET',
-    'UND_ERR_CLOSED'
+    'ENOTFOUND'
 ]);
 function chain(error) {
     const list = [];
@@ -36057,13 +36055,13 @@ function isTransient(error) {
         return error.status >= 500 || error.status === 408 || error.status === 429;
     }
     return chain(error).some(link => ['IdleTimeout', 'TimeoutError'].includes(String(link.name)) ||
+        // http-client's words when the socket timeout strikes.
+        String(link.message).startsWith('Request timeout:') ||
         NETWORK_CODES.has(String(link.code)) ||
-        // undici's own words for a connection that failed or broke off.
-        (link.name === 'TypeError' &&
-            ['fetch failed', 'terminated'].includes(String(link.message))));
+        // Node's words for a response cut off before its end.
+        String(link.message) === 'aborted');
 }
-// "fetch failed (connect ECONNREFUSED 127.0.0.1:9)": the outer message
-// alone would not say why.
+// An error with its causes: "outer (inner: innermost)".
 function describe(error) {
     const messages = chain(error)
         .map(link => (typeof link.message === 'string' ? link.message : ''))
@@ -36107,34 +36105,34 @@ async function withRetries(url, work, options = {}) {
     }
 }
 // One GET, abandoned when the server goes quiet; `consume` reads the body.
-async function get(url, headers, consume) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new IdleTimeout(IDLE_TIMEOUT / 1000)), IDLE_TIMEOUT);
-    try {
-        const response = await fetch(url, {
-            headers: { 'User-Agent': 'multiarch-action', ...headers },
-            signal: controller.signal
-        });
-        if (!response.ok || !response.body) {
-            await response.body?.cancel();
-            throw new HttpStatusError(url, response.status, response.statusText);
-        }
-        timer.refresh();
-        const body = external_node_stream_.Readable.fromWeb(response.body);
-        return await consume(body, () => timer.refresh());
+// @actions/http-client, as in tool-cache: it follows redirects (GitHub sends
+// downloads elsewhere) and honours the runner's https_proxy and no_proxy.
+async function get(idle, url, headers, consume) {
+    // The socket timeout covers connecting and waiting for the headers.
+    const client = new lib/* HttpClient */.Qq('multiarch-action', [], {
+        allowRetries: false,
+        socketTimeout: idle
+    });
+    const response = await client.get(url, headers);
+    const body = response.message;
+    const status = body.statusCode ?? 0;
+    if (status !== 200) {
+        body.resume();
+        throw new HttpStatusError(url, status, body.statusMessage ?? '');
     }
-    catch (error) {
-        // An abort surfaces as an AbortError; report why it was aborted.
-        if (controller.signal.aborted)
-            throw controller.signal.reason;
-        throw error;
+    // From here on the body's own timer, reset by every chunk, says why.
+    body.socket?.setTimeout(0);
+    const timer = setTimeout(() => body.destroy(new IdleTimeout(idle)), idle);
+    try {
+        return await consume(body, () => timer.refresh());
     }
     finally {
         clearTimeout(timer);
+        body.destroy();
     }
 }
 async function fetchText(url, headers = {}, options) {
-    return withRetries(url, async () => get(url, headers, async (body, alive) => {
+    return withRetries(url, async () => get(options?.idleTimeout ?? IDLE_TIMEOUT, url, headers, async (body, alive) => {
         const chunks = [];
         for await (const chunk of body) {
             chunks.push(chunk);
@@ -36145,7 +36143,7 @@ async function fetchText(url, headers = {}, options) {
 }
 // Streams `url` into `file`; returns the sha256 of what arrived.
 async function downloadFile(url, file, options) {
-    return withRetries(url, async () => get(url, {}, async (body, alive) => {
+    return withRetries(url, async () => get(options?.idleTimeout ?? IDLE_TIMEOUT, url, {}, async (body, alive) => {
         const hash = (0,external_node_crypto_.createHash)('sha256');
         await (0,promises_namespaceObject.pipeline)(body, async function* (source) {
             for await (const chunk of source) {
@@ -36520,7 +36518,7 @@ async function copyOne(mirror, plan) {
         subject: mirror,
         timeoutMs: plan.timeoutMinutes * 60_000
     };
-    let retried401 = false;
+    let retriedFirstWrite = false;
     for (;;) {
         attempts++;
         lib_core/* info */.pq(`${mirror}: attempt ${attempts}, copying ${plan.source} to ${stale.join(', ')}`);
@@ -36529,17 +36527,23 @@ async function copyOne(mirror, plan) {
             break;
         const reason = explain((0,src_exec/* failure */.V2)(command, copied), plan.mediaType);
         const cause = copied.timedOut ? 'transient' : classify(copied.stderr);
-        // Some registries refuse the very first write to a repository that
-        // does not exist yet, and accept the same write a moment later.
-        const retry401 = cause === 'unauthorized' && brandNew && !retried401;
-        if (!(cause === 'transient' || retry401) || attempts >= plan.attempts) {
+        // The first write to a repository that held none of these tags gets
+        // one more attempt after a 401 or 400: some registries refuse the very
+        // first write to a new repository (containers/image#1265), and buildx
+        // 0.13 races its own parallel tag pushes there (a manifest PUT before
+        // the blob it names has landed: 400 MANIFEST_BLOB_UNKNOWN).
+        const firstWrite = brandNew &&
+            !retriedFirstWrite &&
+            (cause === 'unauthorized' || /\b400 Bad Request/.test(copied.stderr));
+        if (!(cause === 'transient' || firstWrite) || attempts >= plan.attempts) {
             const after = attempts > 1 ? ` (after ${attempts} attempts)` : '';
             return result('failed', `${reason}${after}`);
         }
-        if (retry401)
-            retried401 = true;
+        if (firstWrite)
+            retriedFirstWrite = true;
         const wait = backoff(attempts, plan.waitSeconds);
-        lib_core/* warning */.$e(`${mirror}: attempt ${attempts} failed (${cause}: ${lastLine(copied.stderr)}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
+        lib_core/* warning */.$e(`${mirror}: attempt ${attempts} failed (${firstWrite ? 'first write to a new repository' : cause}: ` +
+            `${lastLine((0,src_exec/* errorLines */.S6)(copied.stderr))}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
         await sleep(wait);
     }
     for (const ref of refs) {
@@ -47532,15 +47536,22 @@ function getExecOutput(commandLine, args, options) {
 /***/ }),
 
 /***/ 4942:
-/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
-// UNUSED EXPORTS: Headers, HttpClient, HttpClientError, HttpClientResponse, HttpCodes, MediaTypes, getProxyUrl, isHttps
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Qq: () => (/* binding */ HttpClient)
+});
+
+// UNUSED EXPORTS: Headers, HttpClientError, HttpClientResponse, HttpCodes, MediaTypes, getProxyUrl, isHttps
 
 // EXTERNAL MODULE: external "http"
 var external_http_ = __nccwpck_require__(8611);
+var external_http_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_http_, 2);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __nccwpck_require__(5692);
+var external_https_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_https_, 2);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
 function getProxyUrl(reqUrl) {
     const usingSsl = reqUrl.protocol === 'https:';
@@ -47633,7 +47644,7 @@ class DecodedURL extends URL {
 }
 //# sourceMappingURL=proxy.js.map
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(770);
+var tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
@@ -47711,7 +47722,7 @@ const HttpResponseRetryCodes = [
     HttpCodes.ServiceUnavailable,
     HttpCodes.GatewayTimeout
 ];
-const RetryableHttpVerbs = (/* unused pure expression or super */ null && (['OPTIONS', 'GET', 'DELETE', 'HEAD']));
+const RetryableHttpVerbs = ['OPTIONS', 'GET', 'DELETE', 'HEAD'];
 const ExponentialBackoffCeiling = 10;
 const ExponentialBackoffTimeSlice = 5;
 class HttpClientError extends Error {
@@ -48060,7 +48071,7 @@ class HttpClient {
     }
     getAgentDispatcher(serverUrl) {
         const parsedUrl = new URL(serverUrl);
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (!useProxy) {
             return;
@@ -48071,7 +48082,7 @@ class HttpClient {
         const info = {};
         info.parsedUrl = requestUrl;
         const usingSsl = info.parsedUrl.protocol === 'https:';
-        info.httpModule = usingSsl ? https : http;
+        info.httpModule = usingSsl ? external_https_namespaceObject : external_http_namespaceObject;
         const defaultPort = usingSsl ? 443 : 80;
         info.options = {};
         info.options.host = info.parsedUrl.hostname;
@@ -48170,7 +48181,7 @@ class HttpClient {
     }
     _getAgent(parsedUrl) {
         let agent;
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (this._keepAlive && useProxy) {
             agent = this._proxyAgent;
@@ -48185,7 +48196,7 @@ class HttpClient {
         const usingSsl = parsedUrl.protocol === 'https:';
         let maxSockets = 100;
         if (this.requestOptions) {
-            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
+            maxSockets = this.requestOptions.maxSockets || external_http_.globalAgent.maxSockets;
         }
         // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
         if (proxyUrl && proxyUrl.hostname) {
@@ -48210,7 +48221,7 @@ class HttpClient {
         // if tunneling agent isn't assigned create a new agent
         if (!agent) {
             const options = { keepAlive: this._keepAlive, maxSockets };
-            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+            agent = usingSsl ? new external_https_.Agent(options) : new external_http_.Agent(options);
             this._agent = agent;
         }
         if (usingSsl && this._ignoreSslError) {
@@ -48233,7 +48244,7 @@ class HttpClient {
             return proxyAgent;
         }
         const usingSsl = parsedUrl.protocol === 'https:';
-        proxyAgent = new ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
+        proxyAgent = new undici/* ProxyAgent */.kT(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
             token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
         })));
         this._proxyAgentDispatcher = proxyAgent;
@@ -48944,6 +48955,36 @@ function copyFile(srcFile, destFile, force) {
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -48959,6 +49000,17 @@ function copyFile(srcFile, destFile, force) {
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
 /******/ })();
 /******/ 
 /************************************************************************/

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import {HttpClient} from '@actions/http-client'
 import * as tc from '@actions/tool-cache'
 import {createHash} from 'node:crypto'
 import {
@@ -14,9 +15,8 @@ import {
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {Readable} from 'node:stream'
+import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import type {ReadableStream as WebStream} from 'node:stream/web'
 import * as semver from 'semver'
 import {PhaseError, run} from './exec.js'
 import {DEFAULT_BUILDX_URL, type Inputs} from './inputs.js'
@@ -220,8 +220,8 @@ export class HttpStatusError extends Error {
 }
 
 class IdleTimeout extends Error {
-  constructor(seconds: number) {
-    super(`no data for ${seconds}s`)
+  constructor(ms: number) {
+    super(`no data for ${ms / 1000}s`)
     this.name = 'IdleTimeout'
   }
 }
@@ -235,17 +235,12 @@ const NETWORK_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
-  'ENOTFOUND',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED'
+  'ENOTFOUND'
 ])
 
-// The error and its causes, outermost first (fetch wraps the socket's).
-// Read by shape, not class: errors from Node's fetch may come from another
-// realm (as under jest), where instanceof Error is false.
+// The error and its causes, outermost first.
+// Read by shape, not class: Node's own errors come from another realm under
+// jest, where instanceof Error is false.
 interface Link {
   name?: unknown
   message?: unknown
@@ -270,15 +265,15 @@ export function isTransient(error: unknown): boolean {
   return chain(error).some(
     link =>
       ['IdleTimeout', 'TimeoutError'].includes(String(link.name)) ||
+      // http-client's words when the socket timeout strikes.
+      String(link.message).startsWith('Request timeout:') ||
       NETWORK_CODES.has(String(link.code)) ||
-      // undici's own words for a connection that failed or broke off.
-      (link.name === 'TypeError' &&
-        ['fetch failed', 'terminated'].includes(String(link.message)))
+      // Node's words for a response cut off before its end.
+      String(link.message) === 'aborted'
   )
 }
 
-// "fetch failed (connect ECONNREFUSED 127.0.0.1:9)": the outer message
-// alone would not say why.
+// An error with its causes: "outer (inner: innermost)".
 export function describe(error: unknown): string {
   const messages = chain(error)
     .map(link => (typeof link.message === 'string' ? link.message : ''))
@@ -344,35 +339,34 @@ export async function withRetries<T>(
 }
 
 // One GET, abandoned when the server goes quiet; `consume` reads the body.
+// @actions/http-client, as in tool-cache: it follows redirects (GitHub sends
+// downloads elsewhere) and honours the runner's https_proxy and no_proxy.
 async function get<T>(
   idle: number,
   url: string,
   headers: Record<string, string>,
   consume: (body: Readable, alive: () => void) => Promise<T>
 ): Promise<T> {
-  const controller = new AbortController()
-  const timer = setTimeout(
-    () => controller.abort(new IdleTimeout(idle / 1000)),
-    idle
-  )
+  // The socket timeout covers connecting and waiting for the headers.
+  const client = new HttpClient('multiarch-action', [], {
+    allowRetries: false,
+    socketTimeout: idle
+  })
+  const response = await client.get(url, headers)
+  const body = response.message
+  const status = body.statusCode ?? 0
+  if (status !== 200) {
+    body.resume()
+    throw new HttpStatusError(url, status, body.statusMessage ?? '')
+  }
+  // From here on the body's own timer, reset by every chunk, says why.
+  body.socket?.setTimeout(0)
+  const timer = setTimeout(() => body.destroy(new IdleTimeout(idle)), idle)
   try {
-    const response = await fetch(url, {
-      headers: {'User-Agent': 'multiarch-action', ...headers},
-      signal: controller.signal
-    })
-    if (!response.ok || !response.body) {
-      await response.body?.cancel()
-      throw new HttpStatusError(url, response.status, response.statusText)
-    }
-    timer.refresh()
-    const body = Readable.fromWeb(response.body as WebStream<Uint8Array>)
     return await consume(body, () => timer.refresh())
-  } catch (error) {
-    // An abort surfaces as an AbortError; report why it was aborted.
-    if (controller.signal.aborted) throw controller.signal.reason as Error
-    throw error
   } finally {
     clearTimeout(timer)
+    body.destroy()
   }
 }
 

@@ -98,7 +98,7 @@ export async function run(command: Command): Promise<Result> {
 }
 
 export function failure(command: Command, result: Result): string {
-  const reason = lastLines(result.stderr || result.stdout, 20)
+  const reason = errorLines(result.stderr || result.stdout)
   const verb = command.args.slice(0, 2).join(' ')
   return (
     `docker ${verb} exited with ${result.exitCode}` +
@@ -106,6 +106,10 @@ export function failure(command: Command, result: Result): string {
   )
 }
 
-function lastLines(text: string, count: number): string {
-  return text.trim().split('\n').slice(-count).join('\n')
+// buildx prints its progress on stderr too; the lines that say what went
+// wrong start with ERROR (or error:). Without them, the last few lines.
+export function errorLines(text: string): string {
+  const lines = text.trim().split('\n')
+  const errors = lines.filter(line => /^(ERROR|error)\b:?/.test(line.trim()))
+  return (errors.length > 0 ? errors : lines.slice(-5)).join('\n')
 }

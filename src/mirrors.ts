@@ -2,6 +2,7 @@ import * as core from '@actions/core'
 import {
   PhaseError,
   attempt,
+  errorLines,
   failure,
   type Command,
   type Result
@@ -262,7 +263,7 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
     subject: mirror,
     timeoutMs: plan.timeoutMinutes * 60_000
   }
-  let retried401 = false
+  let retriedFirstWrite = false
   for (;;) {
     attempts++
     core.info(
@@ -272,17 +273,24 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
     if (copied.exitCode === 0) break
     const reason = explain(failure(command, copied), plan.mediaType)
     const cause = copied.timedOut ? 'transient' : classify(copied.stderr)
-    // Some registries refuse the very first write to a repository that
-    // does not exist yet, and accept the same write a moment later.
-    const retry401 = cause === 'unauthorized' && brandNew && !retried401
-    if (!(cause === 'transient' || retry401) || attempts >= plan.attempts) {
+    // The first write to a repository that held none of these tags gets
+    // one more attempt after a 401 or 400: some registries refuse the very
+    // first write to a new repository (containers/image#1265), and buildx
+    // 0.13 races its own parallel tag pushes there (a manifest PUT before
+    // the blob it names has landed: 400 MANIFEST_BLOB_UNKNOWN).
+    const firstWrite =
+      brandNew &&
+      !retriedFirstWrite &&
+      (cause === 'unauthorized' || /\b400 Bad Request/.test(copied.stderr))
+    if (!(cause === 'transient' || firstWrite) || attempts >= plan.attempts) {
       const after = attempts > 1 ? ` (after ${attempts} attempts)` : ''
       return result('failed', `${reason}${after}`)
     }
-    if (retry401) retried401 = true
+    if (firstWrite) retriedFirstWrite = true
     const wait = backoff(attempts, plan.waitSeconds)
     core.warning(
-      `${mirror}: attempt ${attempts} failed (${cause}: ${lastLine(copied.stderr)}); retrying in ${wait} s`,
+      `${mirror}: attempt ${attempts} failed (${firstWrite ? 'first write to a new repository' : cause}: ` +
+        `${lastLine(errorLines(copied.stderr))}); retrying in ${wait} s`,
       {title: `Mirror ${mirror}`}
     )
     await sleep(wait)

@@ -332,7 +332,7 @@ describe('pinned buildx', () => {
     expect(run.status).not.toBe(0)
     expect(run.stdout).toContain(
       `::error::Buildx: ${url} could not be reached after 4 attempts: ` +
-        `fetch failed (connect ECONNREFUSED ${closed.slice('http://'.length)})`
+        `connect ECONNREFUSED ${closed.slice('http://'.length)}`
     )
     const attempts = run.stdout
       .split('\n')

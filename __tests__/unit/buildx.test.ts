@@ -188,10 +188,8 @@ describe('versions', () => {
 
 describe('retries', () => {
   const refused = (): Error =>
-    new TypeError('fetch failed', {
-      cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), {
-        code: 'ECONNREFUSED'
-      })
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), {
+      code: 'ECONNREFUSED'
     })
 
   it('retries server errors, throttling, broken connections and timeouts', () => {
@@ -200,14 +198,12 @@ describe('retries', () => {
     }
     expect(isTransient(refused())).toBe(true)
     expect(
-      isTransient(
-        new TypeError('terminated', {
-          cause: Object.assign(new Error('other side closed'), {
-            code: 'UND_ERR_SOCKET'
-          })
-        })
-      )
+      isTransient(Object.assign(new Error('aborted'), {code: 'ECONNRESET'}))
     ).toBe(true)
+    expect(isTransient(new Error('Request timeout: /v1/checksums.txt'))).toBe(
+      true
+    )
+    expect(isTransient(new Error('wrapped', {cause: refused()}))).toBe(true)
     expect(isTransient(new DOMException('timed out', 'TimeoutError'))).toBe(
       true
     )
@@ -223,8 +219,8 @@ describe('retries', () => {
   })
 
   it('describes an error with its cause', () => {
-    expect(describeError(refused())).toBe(
-      'fetch failed (connect ECONNREFUSED 127.0.0.1:9)'
+    expect(describeError(new Error('wrapped', {cause: refused()}))).toBe(
+      'wrapped (connect ECONNREFUSED 127.0.0.1:9)'
     )
     expect(describeError(new HttpStatusError('u', 503, 'Unavailable'))).toBe(
       'HTTP 503 Unavailable'
@@ -257,13 +253,13 @@ describe('retries', () => {
           random: () => 0.5
         })
       ).rejects.toThrow(
-        'Buildx: http://127.0.0.1:9/v1/checksums.txt could not be reached after 4 attempts: fetch failed (connect ECONNREFUSED 127.0.0.1:9)'
+        'Buildx: http://127.0.0.1:9/v1/checksums.txt could not be reached after 4 attempts: connect ECONNREFUSED 127.0.0.1:9'
       )
       expect(work).toHaveBeenCalledTimes(4)
       expect(sleep.mock.calls).toEqual([[1000], [2000], [4000]])
       const lines = log.mock.calls.map(call => String(call[0]))
       expect(lines).toContain(
-        'Attempt 1 of 4 for http://127.0.0.1:9/v1/checksums.txt failed: fetch failed (connect ECONNREFUSED 127.0.0.1:9); retrying in 1.0s\n'
+        'Attempt 1 of 4 for http://127.0.0.1:9/v1/checksums.txt failed: connect ECONNREFUSED 127.0.0.1:9; retrying in 1.0s\n'
       )
       expect(lines.filter(line => line.startsWith('Attempt '))).toHaveLength(3)
     } finally {
@@ -309,6 +305,8 @@ describe('downloads over HTTP', () => {
         response.writeHead(503).end('busy')
       } else if (path === '/v1/asset') {
         response.writeHead(200).end(payload)
+      } else if (path === '/hangs') {
+        stalled.push(response)
       } else if (path === '/stalls') {
         // Headers and a first chunk, then silence.
         response.writeHead(200, {'Content-Length': '100'})
@@ -379,6 +377,19 @@ describe('downloads over HTTP', () => {
     }
   })
 
+  it('abandons a server that never answers', async () => {
+    const log = jest.spyOn(process.stdout, 'write').mockReturnValue(true)
+    try {
+      await expect(
+        fetchText(`${base}/hangs`, {}, {...quick, idleTimeout: 200})
+      ).rejects.toThrow(
+        `Buildx: ${base}/hangs could not be reached after 4 attempts: Request timeout: /hangs`
+      )
+    } finally {
+      log.mockRestore()
+    }
+  })
+
   it('fails with the URL when nothing listens', async () => {
     const closed = createServer()
     await new Promise<void>(resolve =>
@@ -391,7 +402,7 @@ describe('downloads over HTTP', () => {
       await expect(
         fetchText(`http://127.0.0.1:${port}/latest`, {}, quick)
       ).rejects.toThrow(
-        `http://127.0.0.1:${port}/latest could not be reached after 4 attempts: fetch failed (connect ECONNREFUSED 127.0.0.1:${port})`
+        `http://127.0.0.1:${port}/latest could not be reached after 4 attempts: connect ECONNREFUSED 127.0.0.1:${port}`
       )
     } finally {
       log.mockRestore()
