@@ -36420,7 +36420,9 @@ function backoff(attempt, baseSeconds, random = Math.random) {
 }
 // The registry's reason, with a hint when it refused the manifest's type.
 function explain(reason, mediaType) {
-    if (/MANIFEST_INVALID|unknown manifest class|unsupported media ?type|manifest invalid/i.test(reason)) {
+    // buildx prints only the status line of a refused manifest PUT.
+    const refused = /MANIFEST_INVALID|unknown manifest class|unsupported media ?type/i.test(reason) || /PUT request to \S+\/manifests\/\S+: 4(00|15) /.test(reason);
+    if (refused) {
         return (`${reason}\nThe registry refused a manifest of type ${mediaType || 'unknown'}. ` +
             'Attestations make buildx write OCI indexes and artifact manifests that ' +
             'some registries (Aliyun ACR, older Harbor and Artifactory) refuse: ' +
@@ -36541,7 +36543,9 @@ async function copyOne(mirror, plan) {
         }
         if (firstWrite)
             retriedFirstWrite = true;
-        const wait = backoff(attempts, plan.waitSeconds);
+        const wait = Math.max(backoff(attempts, plan.waitSeconds), /\b429\b|too many requests/i.test(copied.stderr)
+            ? await retryAfter(mirror)
+            : 0);
         lib_core/* warning */.$e(`${mirror}: attempt ${attempts} failed (${firstWrite ? 'first write to a new repository' : cause}: ` +
             `${lastLine((0,src_exec/* errorLines */.S6)(copied.stderr))}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
         await sleep(wait);
@@ -36553,6 +36557,30 @@ async function copyOne(mirror, plan) {
         lib_core/* info */.pq(`Verified ${ref} at ${plan.digest}`);
     }
     return result('done');
+}
+// buildx retries a 429 itself without reading Retry-After, and does not
+// print it; so ask the registry once more and honour what it says.
+async function retryAfter(mirror) {
+    const host = parseReference(mirror).domain || 'registry-1.docker.io';
+    const local = /^(localhost|127\.|\[::1\])/.test(host);
+    try {
+        const response = await fetch(`${local ? 'http' : 'https'}://${host}/v2/`, {
+            signal: AbortSignal.timeout(10_000)
+        });
+        return parseRetryAfter(response.headers.get('retry-after'));
+    }
+    catch {
+        return 0;
+    }
+}
+// Retry-After is seconds or an HTTP date; at most five minutes are waited.
+function parseRetryAfter(value, now = Date.now()) {
+    if (!value)
+        return 0;
+    const seconds = /^\d+$/.test(value.trim())
+        ? Number(value)
+        : (Date.parse(value) - now) / 1000;
+    return Number.isFinite(seconds) ? Math.min(300, Math.max(0, seconds)) : 0;
 }
 function lastLine(text) {
     return text.trim().split('\n').pop() ?? '';

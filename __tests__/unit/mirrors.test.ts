@@ -1,4 +1,10 @@
-import {backoff, classify, copyArgs, explain} from '../../src/mirrors.js'
+import {
+  backoff,
+  classify,
+  copyArgs,
+  explain,
+  parseRetryAfter
+} from '../../src/mirrors.js'
 
 // Failure texts as buildx 0.13 prints them for imagetools create.
 describe('classify', () => {
@@ -77,5 +83,32 @@ describe('copyArgs', () => {
       'm/a:v1',
       'h/a@sha256:1'
     ])
+  })
+})
+
+describe('parseRetryAfter', () => {
+  const now = Date.parse('2026-12-04T00:00:00Z')
+  it.each([
+    [null, 0],
+    ['3', 3],
+    ['120', 120],
+    ['9999', 300],
+    ['Fri, 04 Dec 2026 00:00:30 GMT', 30],
+    ['Thu, 03 Dec 2026 23:00:00 GMT', 0],
+    ['soon', 0]
+  ])('%s waits %d s', (value, seconds) => {
+    expect(parseRetryAfter(value, now)).toBe(seconds)
+  })
+})
+
+describe('a refused manifest PUT as buildx prints it', () => {
+  it('gets the media type hint', () => {
+    const text = explain(
+      'ERROR: failed commit on ref "index-sha256:1": unexpected status from PUT request to http://m/v2/a/manifests/v1: 400 Bad Request',
+      'application/vnd.oci.image.index.v1+json'
+    )
+    expect(text).toContain(
+      'refused a manifest of type application/vnd.oci.image.index.v1+json'
+    )
   })
 })
