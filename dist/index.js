@@ -36419,7 +36419,12 @@ function backoff(attempt, baseSeconds, random = Math.random) {
     return Math.min(300, Math.round(wait * 10) / 10);
 }
 // The registry's reason, with a hint when it refused the manifest's type.
-function explain(reason, mediaType) {
+function explain(reason, mediaType, mirror = '') {
+    if (/no basic auth credentials|\b401\b|unauthorized|authentication required/i.test(reason)) {
+        const host = mirror ? parseReference(mirror).domain || 'docker.io' : 'it';
+        return (`${reason}\nThe registry refused this run's credentials (401): check ` +
+            `that registry-auth has an entry for ${host} that may push there.`);
+    }
     // buildx prints only the status line of a refused manifest PUT.
     const refused = /MANIFEST_INVALID|unknown manifest class|unsupported media ?type/i.test(reason) || /PUT request to \S+\/manifests\/\S+: 4(00|15) /.test(reason);
     if (refused) {
@@ -36527,7 +36532,7 @@ async function copyOne(mirror, plan) {
         const copied = await (0,src_exec/* attempt */.CD)(command);
         if (copied.exitCode === 0)
             break;
-        const reason = explain((0,src_exec/* failure */.V2)(command, copied), plan.mediaType);
+        const reason = explain((0,src_exec/* failure */.V2)(command, copied), plan.mediaType, mirror);
         const cause = copied.timedOut ? 'transient' : classify(copied.stderr);
         // The first write to a repository that held none of these tags gets
         // one more attempt after a 401 or 400: some registries refuse the very
@@ -36737,6 +36742,20 @@ function setOutputs(outcome) {
     lib_core/* setOutput */.uH('mirrors', JSON.stringify(outcome.mirrors));
     lib_core/* setOutput */.uH('builder', outcome.builder);
 }
+function mirrorStatus(mirror) {
+    const retries = mirror.attempts - 1;
+    const after = retries > 0
+        ? ` after ${retries} ${retries === 1 ? 'retry' : 'retries'}`
+        : '';
+    switch (mirror.status) {
+        case 'done':
+            return `copied, verified${after}`;
+        case 'up-to-date':
+            return 'already up to date, verified';
+        default:
+            return `**failed**${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`;
+    }
+}
 const report_short = (digest) => digest ? `\`${digest.slice(0, 19)}\`` : '';
 async function writeSummary(outcome) {
     const { inputs, built, mirrors, timings } = outcome;
@@ -36751,9 +36770,7 @@ async function writeSummary(outcome) {
     }
     for (const mirror of mirrors) {
         for (const tag of inputs.tags) {
-            const status = mirror.status === 'done'
-                ? 'copied, verified'
-                : `**failed**: ${(mirror.reason ?? '').split('\n')[0]}`;
+            const status = mirrorStatus(mirror);
             rows.push([mirror.mirror, tag, report_short(mirror.digest), status]);
         }
     }

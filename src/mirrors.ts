@@ -134,7 +134,22 @@ export function backoff(
 }
 
 // The registry's reason, with a hint when it refused the manifest's type.
-export function explain(reason: string, mediaType: string): string {
+export function explain(
+  reason: string,
+  mediaType: string,
+  mirror = ''
+): string {
+  if (
+    /no basic auth credentials|\b401\b|unauthorized|authentication required/i.test(
+      reason
+    )
+  ) {
+    const host = mirror ? parseReference(mirror).domain || 'docker.io' : 'it'
+    return (
+      `${reason}\nThe registry refused this run's credentials (401): check ` +
+      `that registry-auth has an entry for ${host} that may push there.`
+    )
+  }
   // buildx prints only the status line of a refused manifest PUT.
   const refused =
     /MANIFEST_INVALID|unknown manifest class|unsupported media ?type/i.test(
@@ -272,7 +287,7 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
     )
     const copied: Result = await attempt(command)
     if (copied.exitCode === 0) break
-    const reason = explain(failure(command, copied), plan.mediaType)
+    const reason = explain(failure(command, copied), plan.mediaType, mirror)
     const cause = copied.timedOut ? 'transient' : classify(copied.stderr)
     // The first write to a repository that held none of these tags gets
     // one more attempt after a 401 or 400: some registries refuse the very

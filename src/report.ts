@@ -36,6 +36,22 @@ export function setOutputs(outcome: Outcome): void {
   core.setOutput('builder', outcome.builder)
 }
 
+export function mirrorStatus(mirror: MirrorResult): string {
+  const retries = mirror.attempts - 1
+  const after =
+    retries > 0
+      ? ` after ${retries} ${retries === 1 ? 'retry' : 'retries'}`
+      : ''
+  switch (mirror.status) {
+    case 'done':
+      return `copied, verified${after}`
+    case 'up-to-date':
+      return 'already up to date, verified'
+    default:
+      return `**failed**${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`
+  }
+}
+
 const short = (digest: string): string =>
   digest ? `\`${digest.slice(0, 19)}\`` : ''
 
@@ -52,10 +68,7 @@ export async function writeSummary(outcome: Outcome): Promise<void> {
   }
   for (const mirror of mirrors) {
     for (const tag of inputs.tags) {
-      const status =
-        mirror.status === 'done'
-          ? 'copied, verified'
-          : `**failed**: ${(mirror.reason ?? '').split('\n')[0]}`
+      const status = mirrorStatus(mirror)
       rows.push([mirror.mirror, tag, short(mirror.digest), status])
     }
   }
