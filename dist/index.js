@@ -36598,8 +36598,10 @@ const isIndex = (mediaType) => INDEX_TYPES.includes(mediaType);
 // After the push: what the registry holds must have every platform asked
 // for, exactly once (arm64 without variant is linux/arm64/v8).
 async function checkPushed(inputs, builder, built) {
-    if (!built.digest) {
-        return { ...built, mediaType: '', platforms: inputs.platforms };
+    // Without push, the docker driver still reports the digest of what it
+    // kept in the engine's image store; no registry holds it.
+    if (!built.digest || !inputs.push) {
+        return { ...built, digest: '', mediaType: '', platforms: inputs.platforms };
     }
     const found = await inspect(builder, `${inputs.image}@${built.digest}`);
     const platforms = isIndex(found.mediaType)

@@ -113,3 +113,85 @@ export function errorLines(text: string): string {
   const errors = lines.filter(line => /^(ERROR|error)\b:?/.test(line.trim()))
   return (errors.length > 0 ? errors : lines.slice(-5)).join('\n')
 }
+
+// --- Long commands that may have to be stopped ----------------------------
+// The build runs for minutes to hours; its output is handed over as it
+// comes (for the stall guard and the crash guard), and it can be stopped
+// the way a user stops it in a terminal: SIGINT first, which makes buildx
+// cancel the build in BuildKit and exit; SIGTERM, then SIGKILL, only if it
+// does not. Even a killed client ends its BuildKit session, which cancels
+// the build's steps.
+
+export interface Ended {
+  exitCode: number // 128 + signal number when a signal ended it
+  signal: NodeJS.Signals | null
+}
+
+export interface Started {
+  done: Promise<Ended>
+  // Starts the SIGINT, SIGTERM, SIGKILL sequence; `done` tells when it ended.
+  stop: () => void
+  signalsSent: () => NodeJS.Signals[]
+}
+
+export interface Escalation {
+  termAfterMs: number // SIGTERM this long after SIGINT
+  killAfterMs: number // SIGKILL this long after SIGTERM
+}
+
+export const ESCALATION: Escalation = {termAfterMs: 30_000, killAfterMs: 10_000}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = {
+  SIGINT: 2,
+  SIGKILL: 9,
+  SIGTERM: 15
+}
+
+export function start(
+  command: Command,
+  onOutput: (text: string, stream: 'stdout' | 'stderr') => void,
+  escalation: Escalation = ESCALATION
+): Started {
+  if (command.echo) core.info(`[command]${docker()} ${command.args.join(' ')}`)
+  const env = command.env ? {...process.env, ...command.env} : process.env
+  const child = spawn(docker(), command.args, {env})
+  const sent: NodeJS.Signals[] = []
+  const timers: NodeJS.Timeout[] = []
+  let exited = false
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stdout.on('data', (text: string) => onOutput(text, 'stdout'))
+  child.stderr.on('data', (text: string) => onOutput(text, 'stderr'))
+  child.stdin.end(command.stdin ?? '')
+
+  const done = new Promise<Ended>(resolve => {
+    child.on('error', error => {
+      exited = true
+      onOutput(`${error.message}\n`, 'stderr')
+      resolve({exitCode: 127, signal: null})
+    })
+    child.on('close', (code, signal) => {
+      exited = true
+      timers.forEach(clearTimeout)
+      const number = signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0
+      resolve({exitCode: code ?? 128 + number, signal})
+    })
+  })
+
+  const send = (signal: NodeJS.Signals): void => {
+    if (exited) return
+    sent.push(signal)
+    child.kill(signal)
+  }
+  const stop = (): void => {
+    if (sent.length > 0 || exited) return
+    send('SIGINT')
+    timers.push(
+      setTimeout(() => {
+        send('SIGTERM')
+        timers.push(setTimeout(() => send('SIGKILL'), escalation.killAfterMs))
+      }, escalation.termAfterMs)
+    )
+  }
+  return {done, stop, signalsSent: () => [...sent]}
+}

@@ -379,8 +379,10 @@ export async function checkPushed(
   builder: string,
   built: {digest: string; metadata: Record<string, unknown>}
 ): Promise<Published> {
-  if (!built.digest) {
-    return {...built, mediaType: '', platforms: inputs.platforms}
+  // Without push, the docker driver still reports the digest of what it
+  // kept in the engine's image store; no registry holds it.
+  if (!built.digest || !inputs.push) {
+    return {...built, digest: '', mediaType: '', platforms: inputs.platforms}
   }
   const found = await inspect(builder, `${inputs.image}@${built.digest}`)
   const platforms = isIndex(found.mediaType)

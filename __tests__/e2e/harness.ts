@@ -1,5 +1,6 @@
+import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {ROOT, type Run} from '../../scripts/runner.mjs'
+import {ROOT, stackEnv, type Run} from '../../scripts/runner.mjs'
 
 export {runAction, stackEnv, type Run} from '../../scripts/runner.mjs'
 export const FIXTURES = join(ROOT, '__tests__/fixtures')
@@ -113,3 +114,23 @@ export const passwordEnv = (): Record<string, string> => ({
   PW_M1: USERS.m1.password,
   PW_M2: USERS.m2.password
 })
+
+// A registry's access log (Distribution's own), for "who wrote what" checks.
+export function registryLog(name: 'hub' | 'm1' | 'm2' | 'm3'): string {
+  const state = stackEnv().MA_STACK_STATE ?? '/var/tmp/multiarch-stack'
+  return readFileSync(join(state, 'log', `registry-${name}.log`), 'utf8')
+}
+
+// Request lines (method and path) that mention a repository.
+export function requestsFor(
+  name: 'hub' | 'm1' | 'm2' | 'm3',
+  repo: string
+): string[] {
+  return registryLog(name)
+    .split('\n')
+    .filter(
+      line =>
+        line.includes(`/v2/${repo}/`) &&
+        /"(GET|HEAD|PUT|POST|PATCH|DELETE) /.test(line)
+    )
+}
