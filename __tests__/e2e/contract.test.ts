@@ -111,7 +111,7 @@ describe('rejected inputs change nothing', () => {
       {'mirror-attempts': '0'},
       'mirror-attempts: "0" must be a whole number of at least 1'
     ]
-  ])('%s', async (_, change, message) => {
+  ])('%s', (_, change, message) => {
     const run = runAction(
       {
         image,
