@@ -3,7 +3,7 @@ import {notice} from './notes.js'
 import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {build} from './build.js'
+import {build, debugInputs} from './build.js'
 import {prepareBuilder} from './builder.js'
 import {setupBuildx} from './buildx.js'
 import {ensureEmulators} from './emulators.js'
@@ -40,13 +40,14 @@ export async function main(): Promise<void> {
     } finally {
       timings.push({
         phase: title,
-        seconds: Math.round((Date.now() - started) / 1000)
+        seconds: Math.round((Date.now() - started) / 100) / 10
       })
     }
   }
 
   try {
-    const inputs = await phase('Reading inputs', () => getInputs())
+    // debug-platform narrows the run to one platform that is never pushed.
+    const inputs = await phase('Reading inputs', () => debugInputs(getInputs()))
     if (inputs.dryRun) {
       await phase('Planning (dry run)', () => printPlan(inputs))
       return

@@ -311,7 +311,8 @@ export class BuildProgress {
       return
     }
     const match = /^#(\d+) (.*)$/s.exec(line)
-    if (!match) {
+    // #0 is buildx's own "building with ... instance" line, not a step.
+    if (!match || match[1] === '0') {
       this.addText(line)
       this.plainFresh = false
       return
@@ -459,5 +460,7 @@ export function crashedAndSilent(
     )
 }
 
-export const describeStep = (step: {platform: string; label: string}): string =>
-  step.platform ? `${step.platform} ${step.label}` : step.label
+export const describeStep = (step: {
+  platform: string
+  label: string
+}): string => (step.platform ? `${step.platform} ${step.label}` : step.label)

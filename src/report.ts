@@ -37,7 +37,7 @@ export function setOutputs(outcome: Outcome): void {
 }
 
 export function mirrorStatus(mirror: MirrorResult): string {
-  const retries = mirror.attempts - 1
+  const retries = mirror.retries
   const after =
     retries > 0
       ? ` after ${retries} ${retries === 1 ? 'retry' : 'retries'}`

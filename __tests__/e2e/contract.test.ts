@@ -6,6 +6,7 @@ import {
   USERS,
   authYaml,
   commandsOf,
+  expectCopiedOnce,
   manifest,
   passwordEnv,
   requestsFor,
@@ -232,7 +233,12 @@ describe('passwords with every awkward character (canary, C16)', () => {
       )
       expect([...users]).toEqual([user])
     }
-    expect(commandsOf(run, 'buildx', 'imagetools', 'create')).toHaveLength(2)
+    const source = `${REG.hub}/${repo}@${run.outputs.digest}`
+    for (const registry of [REG.m1, REG.m2]) {
+      expect(expectCopiedOnce(run, `${registry}/${repo}`, source)).toEqual([
+        'v1'
+      ])
+    }
   })
 })
 
@@ -270,7 +276,13 @@ describe('list inputs written for readability (C10) and build-args (C15)', () =>
     ] as const) {
       expect(await tagList(registry, repo, auth)).toEqual(['1.2', 'v1.2.3'])
     }
-    expect(commandsOf(run, 'buildx', 'imagetools', 'create')).toHaveLength(1)
+    expect(
+      expectCopiedOnce(
+        run,
+        `${REG.m1}/${repo}`,
+        `${REG.hub}/${repo}@${run.outputs.digest}`
+      )
+    ).toEqual(['v1.2.3', '1.2'])
   })
 })
 

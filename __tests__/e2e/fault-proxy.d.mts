@@ -36,6 +36,8 @@ export interface RequestLine {
   action: 'forward' | FaultAction | 'error'
   // Milliseconds from the request's arrival to its answer.
   ms: number
+  // Request body bytes forwarded to the target.
+  bytes: number
 }
 
 export interface FaultProxyOptions {

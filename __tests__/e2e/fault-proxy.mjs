@@ -189,7 +189,9 @@ export function createFaultProxy({target, rules = [], delayMs = 0, log}) {
       status: null,
       rule: picked ? picked.index : null,
       action: picked ? picked.rule.action : 'forward',
-      ms: null
+      ms: null,
+      // Request body bytes that reached the target (for the benchmark).
+      bytes: 0
     }
     let logged = false
     const record = status => {
@@ -250,6 +252,9 @@ export function createFaultProxy({target, rules = [], delayMs = 0, log}) {
       })
       res.on('close', () => {
         if (!res.writableFinished) upstream.destroy()
+      })
+      req.on('data', chunk => {
+        entry.bytes += chunk.length
       })
       req.pipe(upstream)
     }

@@ -1,3 +1,4 @@
+import {expect} from '@jest/globals'
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {ROOT, stackEnv, type Run} from '../../scripts/runner.mjs'
@@ -133,4 +134,30 @@ export function requestsFor(
         line.includes(`/v2/${repo}/`) &&
         /"(GET|HEAD|PUT|POST|PATCH|DELETE) /.test(line)
     )
+}
+
+// How the action copies into a mirror: the first create carries the blobs
+// from the source, any other writes the remaining tags from the mirror's
+// own copy (manifests only). Returns the tags written, in order.
+export function expectCopiedOnce(
+  run: Run,
+  mirror: string,
+  source: string
+): string[] {
+  const creates = commandsOf(run, 'buildx', 'imagetools', 'create').filter(
+    create => create.some(arg => arg.startsWith(`${mirror}:`))
+  )
+  expect(creates.length).toBeGreaterThanOrEqual(1)
+  expect(creates.length).toBeLessThanOrEqual(2)
+  const digest = source.split('@')[1]
+  creates.forEach((create, i) => {
+    expect(create[create.length - 1]).toBe(
+      i === 0 ? source : `${mirror}@${digest}`
+    )
+  })
+  return creates.flatMap(create =>
+    create
+      .filter((_, i) => create[i - 1] === '--tag')
+      .map(ref => ref.slice(mirror.length + 1))
+  )
 }

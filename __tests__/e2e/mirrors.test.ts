@@ -6,6 +6,7 @@ import {
   USERS,
   authYaml,
   commandsOf,
+  expectCopiedOnce,
   manifest,
   passwordEnv,
   runAction,
@@ -325,10 +326,14 @@ describe('mirror-only mode', () => {
     expect(run.status).toBe(0)
     expect(commandsOf(run, 'buildx', 'build')).toEqual([])
     expect(commandsOf(run, 'buildx', 'create')).toEqual([])
-    for (const create of commandsOf(run, 'buildx', 'imagetools', 'create')) {
-      expect(create[create.length - 1]).toBe(
-        `${REG.base}/base/busybox@${source.digest}`
-      )
+    for (const registry of [REG.m3, REG.m1]) {
+      expect(
+        expectCopiedOnce(
+          run,
+          `${registry}/${repo}`,
+          `${REG.base}/base/busybox@${source.digest}`
+        )
+      ).toEqual(['v1', '1'])
     }
     for (const [registry, auth] of [
       [REG.m3, undefined],
