@@ -32820,7 +32820,7 @@ function checkGuards(progress, guards, startedAt, now) {
     // Copies, so that the cancellation that follows does not change them.
     const running = () => progress.running().map(step => ({ ...step, logs: [...step.logs] }));
     if (guards.crashGraceMs > 0) {
-        const steps = crashedAndSilent(progress, guards.crashGraceMs, now);
+        const steps = crashedAndSilent(progress, guards.crashGraceMs, now).map(step => ({ ...step, logs: [...step.logs] }));
         if (steps.length > 0) {
             const silentMs = now - Math.max(...steps.map(s => s.lastOutput));
             return { kind: 'crash', steps, silentMs };
@@ -32909,6 +32909,8 @@ async function build(inputs, builder, tempDir, escalation) {
 }
 // --- Saying what went wrong ------------------------------------------------
 const NOTHING_PUSHED = 'Nothing was pushed: buildx pushes only after every platform has built.';
+const PERHAPS_PUSHED = 'buildx had begun exporting, so some layers or manifests may have ' +
+    'reached the registry; it writes the tags last.';
 function minutes(ms) {
     if (ms === 0)
         return 'off';
@@ -33072,10 +33074,15 @@ async function failed(inputs, progress, stop, exitCode) {
                 : finalError(progress.text) ||
                     `docker buildx build exited with ${exitCode}`;
     }
-    await failureSummary(inputs, rows, platforms, headline);
-    return new src_exec/* PhaseError */.wo(build_PHASE, `${headline} ${NOTHING_PUSHED}`, platforms.join(', ') || undefined);
+    // The export (and push) step starts only once every platform has built.
+    const exported = progress
+        .steps()
+        .some(step => step.started && /^exporting to /.test(step.label));
+    const pushed = exported ? PERHAPS_PUSHED : NOTHING_PUSHED;
+    await failureSummary(inputs, rows, platforms, headline, pushed);
+    return new src_exec/* PhaseError */.wo(build_PHASE, `${headline} ${pushed}`, platforms.join(', ') || undefined);
 }
-async function failureSummary(inputs, rows, platforms, headline) {
+async function failureSummary(inputs, rows, platforms, headline, pushed) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
     const header = ['Platform', 'Step', 'What happened'].map(data => ({
@@ -33087,7 +33094,7 @@ async function failureSummary(inputs, rows, platforms, headline) {
         .addRaw(headline, true);
     if (rows.length > 0)
         summary.addTable([header, ...rows]);
-    summary.addRaw(NOTHING_PUSHED, true);
+    summary.addRaw(pushed, true);
     if (!inputs.debugPlatform) {
         for (const platform of platforms) {
             summary.addRaw(`To debug ${platform} alone (plain progress, nothing pushed), re-run with:`, true);
@@ -36664,18 +36671,40 @@ function platformList(text, problems) {
     }
     return platforms;
 }
+const AUTH_KEYS = ['registry', 'username', 'password', 'password-env'];
+// Every form of a password that could reach a log: as given, trimmed (what
+// docker login keeps), each of its lines, and base64 of user:password.
+function maskPassword(username, password) {
+    const forms = [password, password.trim(), ...password.split(/\r?\n/)];
+    for (const form of new Set(forms.filter(f => f.trim().length >= 3))) {
+        lib_core/* setSecret */.Pq(form);
+        lib_core/* setSecret */.Pq(Buffer.from(`${username}:${form}`).toString('base64'));
+    }
+}
 function credentialList(text, env, problems, pullRequest) {
     if (!text.trim())
         return [];
+    // The parser's own messages quote the text around a problem, which may be
+    // a password: report where it is, never what it says.
+    const document = (0,dist/* parseDocument */.Tp)(text, { logLevel: 'silent', uniqueKeys: true });
+    const trouble = [...document.errors, ...document.warnings];
+    if (trouble.length > 0) {
+        const at = trouble[0].linePos?.[0];
+        const where = at ? `line ${at.line}, column ${at.col}` : 'somewhere';
+        problems.list.push(`registry-auth: is not valid YAML (${trouble[0].code} at ${where}); ` +
+            'quote every value, or better, use password-env so that no password ' +
+            'has to survive YAML (values starting with * & ! | > % @ or a quote ' +
+            'are YAML syntax)');
+        return [];
+    }
     let entries;
     try {
-        entries = (0,dist/* parse */.qg)(text);
+        entries = document.toJS();
     }
-    catch (error) {
-        // The YAML parser quotes the offending line, which may hold a password.
-        problems.list.push(`registry-auth: is not valid YAML (${firstLine(message(error))}); ` +
-            'write a list of {registry, username, password} entries, or use ' +
-            'password-env to keep quotes and backslashes out of YAML');
+    catch {
+        // An alias such as `password: *secret` fails only here.
+        problems.list.push('registry-auth: is not valid YAML (an unquoted value starts with *, an ' +
+            'alias); quote every value, or use password-env');
         return [];
     }
     if (!Array.isArray(entries)) {
@@ -36685,38 +36714,53 @@ function credentialList(text, env, problems, pullRequest) {
     const credentials = [];
     entries.forEach((entry, index) => {
         const where = `registry-auth entry ${index + 1}`;
-        const fields = (entry ?? {});
-        // YAML reads a password such as 12345 as a number; take it as text.
-        const text = (name) => {
-            const value = fields[name];
-            return ['string', 'number', 'boolean'].includes(typeof value)
-                ? String(value)
-                : '';
-        };
-        const registry = text('registry');
-        const username = text('username');
-        let password = text('password');
-        const passwordEnv = text('password-env');
-        if (passwordEnv)
-            password = env[passwordEnv] ?? '';
-        if (password) {
-            lib_core/* setSecret */.Pq(password);
-            lib_core/* setSecret */.Pq(Buffer.from(`${username}:${password}`).toString('base64'));
+        if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+            problems.list.push(`${where}: must be a mapping of ${AUTH_KEYS.join(', ')}`);
+            return;
         }
+        const fields = entry;
+        const unknown = Object.keys(fields).filter(key => !AUTH_KEYS.includes(key));
+        if (unknown.length > 0) {
+            problems.list.push(`${where}: unknown ${unknown.join(', ')} (accepted: ${AUTH_KEYS.join(', ')})`);
+        }
+        const value = (name) => {
+            const field = fields[name];
+            if (field === undefined || field === null)
+                return '';
+            if (typeof field === 'string')
+                return field;
+            // YAML turns 007 into 7 and 1e3 into 1000: a password must be text.
+            problems.list.push(`${where}: ${name} is not text to YAML (a ${typeof field}); ` +
+                'quote it, or use password-env');
+            return '';
+        };
+        const registry = value('registry');
+        const name = registry || 'Docker Hub';
+        const username = typeof fields.username === 'number'
+            ? String(fields.username)
+            : value('username');
+        const given = value('password');
+        const passwordEnv = value('password-env');
+        if (given && passwordEnv) {
+            problems.list.push(`${where} (${name}): give password or password-env, not both`);
+        }
+        const password = passwordEnv ? (env[passwordEnv] ?? '') : given;
+        if (password)
+            maskPassword(username, password);
         if (!username) {
-            problems.list.push(`${where} (${registry || 'Docker Hub'}): username is missing`);
+            problems.list.push(`${where} (${name}): username is missing`);
             return;
         }
         if (!password && pullRequest) {
             // Pull requests from forks get no secrets; building still works.
-            notice(`${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`);
+            notice(`${where} (${name}): no password on a pull request; not logging in`);
             return;
         }
         if (!password) {
             const from = passwordEnv
                 ? `environment variable ${passwordEnv} is empty or unset`
                 : 'password (or password-env) is missing';
-            problems.list.push(`${where} (${registry || 'Docker Hub'}): ${from}`);
+            problems.list.push(`${where} (${name}): ${from}`);
             return;
         }
         const key = registryKey(registry);
@@ -36731,11 +36775,11 @@ function credentialList(text, env, problems, pullRequest) {
 }
 // Secrets as build-push-action takes them: one id=value per line.
 function secretList(lines, problems) {
-    return lines.flatMap(line => {
+    return lines.flatMap((line, index) => {
         const at = line.indexOf('=');
         if (at <= 0) {
             // Quote only the part before '=': the rest may be the secret itself.
-            problems.list.push(`secrets: an entry is not id=value (starts "${line.slice(0, 3)}...")`);
+            problems.list.push(`secrets: entry ${index + 1} is not id=value (its value is not shown)`);
             return [];
         }
         const value = line.slice(at + 1);
@@ -36816,9 +36860,6 @@ function redact(inputs) {
 }
 function message(error) {
     return error instanceof Error ? error.message : String(error);
-}
-function firstLine(text) {
-    return text.split('\n')[0];
 }
 
 ;// CONCATENATED MODULE: ./src/buildx.ts
@@ -40842,9 +40883,9 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-exports.qg = publicApi.parse;
+__webpack_unused_export__ = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
-__webpack_unused_export__ = publicApi.parseDocument;
+exports.Tp = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;
 __webpack_unused_export__ = visit.visit;
 __webpack_unused_export__ = visit.visitAsync;

@@ -155,7 +155,9 @@ export function checkGuards(
   const running = (): Step[] =>
     progress.running().map(step => ({...step, logs: [...step.logs]}))
   if (guards.crashGraceMs > 0) {
-    const steps = crashedAndSilent(progress, guards.crashGraceMs, now)
+    const steps = crashedAndSilent(progress, guards.crashGraceMs, now).map(
+      step => ({...step, logs: [...step.logs]})
+    )
     if (steps.length > 0) {
       const silentMs = now - Math.max(...steps.map(s => s.lastOutput))
       return {kind: 'crash', steps, silentMs}
@@ -267,6 +269,9 @@ export async function build(
 
 const NOTHING_PUSHED =
   'Nothing was pushed: buildx pushes only after every platform has built.'
+const PERHAPS_PUSHED =
+  'buildx had begun exporting, so some layers or manifests may have ' +
+  'reached the registry; it writes the tags last.'
 
 function minutes(ms: number): string {
   if (ms === 0) return 'off'
@@ -460,10 +465,15 @@ async function failed(
           `docker buildx build exited with ${exitCode}`
   }
 
-  await failureSummary(inputs, rows, platforms, headline)
+  // The export (and push) step starts only once every platform has built.
+  const exported = progress
+    .steps()
+    .some(step => step.started && /^exporting to /.test(step.label))
+  const pushed = exported ? PERHAPS_PUSHED : NOTHING_PUSHED
+  await failureSummary(inputs, rows, platforms, headline, pushed)
   return new PhaseError(
     PHASE,
-    `${headline} ${NOTHING_PUSHED}`,
+    `${headline} ${pushed}`,
     platforms.join(', ') || undefined
   )
 }
@@ -472,7 +482,8 @@ async function failureSummary(
   inputs: Inputs,
   rows: string[][],
   platforms: string[],
-  headline: string
+  headline: string,
+  pushed: string
 ): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const header = ['Platform', 'Step', 'What happened'].map(data => ({
@@ -483,7 +494,7 @@ async function failureSummary(
     .addHeading('Multi-platform build failed', 2)
     .addRaw(headline, true)
   if (rows.length > 0) summary.addTable([header, ...rows])
-  summary.addRaw(NOTHING_PUSHED, true)
+  summary.addRaw(pushed, true)
   if (!inputs.debugPlatform) {
     for (const platform of platforms) {
       summary.addRaw(

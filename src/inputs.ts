@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import {notice} from './notes.js'
-import {parse as parseYaml} from 'yaml'
+import {parseDocument} from 'yaml'
 import {parseList} from './lists.js'
 import {formatPlatform, parsePlatform} from './platforms.js'
 import {
@@ -572,6 +572,18 @@ function platformList(text: string, problems: Problems): string[] {
   return platforms
 }
 
+const AUTH_KEYS = ['registry', 'username', 'password', 'password-env']
+
+// Every form of a password that could reach a log: as given, trimmed (what
+// docker login keeps), each of its lines, and base64 of user:password.
+function maskPassword(username: string, password: string): void {
+  const forms = [password, password.trim(), ...password.split(/\r?\n/)]
+  for (const form of new Set(forms.filter(f => f.trim().length >= 3))) {
+    core.setSecret(form)
+    core.setSecret(Buffer.from(`${username}:${form}`).toString('base64'))
+  }
+}
+
 function credentialList(
   text: string,
   env: NodeJS.ProcessEnv,
@@ -579,15 +591,29 @@ function credentialList(
   pullRequest: boolean
 ): Credential[] {
   if (!text.trim()) return []
+  // The parser's own messages quote the text around a problem, which may be
+  // a password: report where it is, never what it says.
+  const document = parseDocument(text, {logLevel: 'silent', uniqueKeys: true})
+  const trouble = [...document.errors, ...document.warnings]
+  if (trouble.length > 0) {
+    const at = trouble[0].linePos?.[0]
+    const where = at ? `line ${at.line}, column ${at.col}` : 'somewhere'
+    problems.list.push(
+      `registry-auth: is not valid YAML (${trouble[0].code} at ${where}); ` +
+        'quote every value, or better, use password-env so that no password ' +
+        'has to survive YAML (values starting with * & ! | > % @ or a quote ' +
+        'are YAML syntax)'
+    )
+    return []
+  }
   let entries: unknown
   try {
-    entries = parseYaml(text)
-  } catch (error) {
-    // The YAML parser quotes the offending line, which may hold a password.
+    entries = document.toJS()
+  } catch {
+    // An alias such as `password: *secret` fails only here.
     problems.list.push(
-      `registry-auth: is not valid YAML (${firstLine(message(error))}); ` +
-        'write a list of {registry, username, password} entries, or use ' +
-        'password-env to keep quotes and backslashes out of YAML'
+      'registry-auth: is not valid YAML (an unquoted value starts with *, an ' +
+        'alias); quote every value, or use password-env'
     )
     return []
   }
@@ -600,33 +626,53 @@ function credentialList(
   const credentials: Credential[] = []
   entries.forEach((entry: unknown, index) => {
     const where = `registry-auth entry ${index + 1}`
-    const fields = (entry ?? {}) as Record<string, unknown>
-    // YAML reads a password such as 12345 as a number; take it as text.
-    const text = (name: string): string => {
-      const value = fields[name]
-      return ['string', 'number', 'boolean'].includes(typeof value)
-        ? String(value)
-        : ''
-    }
-    const registry = text('registry')
-    const username = text('username')
-    let password = text('password')
-    const passwordEnv = text('password-env')
-    if (passwordEnv) password = env[passwordEnv] ?? ''
-    if (password) {
-      core.setSecret(password)
-      core.setSecret(Buffer.from(`${username}:${password}`).toString('base64'))
-    }
-    if (!username) {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
       problems.list.push(
-        `${where} (${registry || 'Docker Hub'}): username is missing`
+        `${where}: must be a mapping of ${AUTH_KEYS.join(', ')}`
       )
+      return
+    }
+    const fields = entry as Record<string, unknown>
+    const unknown = Object.keys(fields).filter(key => !AUTH_KEYS.includes(key))
+    if (unknown.length > 0) {
+      problems.list.push(
+        `${where}: unknown ${unknown.join(', ')} (accepted: ${AUTH_KEYS.join(', ')})`
+      )
+    }
+    const value = (name: string): string => {
+      const field = fields[name]
+      if (field === undefined || field === null) return ''
+      if (typeof field === 'string') return field
+      // YAML turns 007 into 7 and 1e3 into 1000: a password must be text.
+      problems.list.push(
+        `${where}: ${name} is not text to YAML (a ${typeof field}); ` +
+          'quote it, or use password-env'
+      )
+      return ''
+    }
+    const registry = value('registry')
+    const name = registry || 'Docker Hub'
+    const username =
+      typeof fields.username === 'number'
+        ? String(fields.username)
+        : value('username')
+    const given = value('password')
+    const passwordEnv = value('password-env')
+    if (given && passwordEnv) {
+      problems.list.push(
+        `${where} (${name}): give password or password-env, not both`
+      )
+    }
+    const password = passwordEnv ? (env[passwordEnv] ?? '') : given
+    if (password) maskPassword(username, password)
+    if (!username) {
+      problems.list.push(`${where} (${name}): username is missing`)
       return
     }
     if (!password && pullRequest) {
       // Pull requests from forks get no secrets; building still works.
       notice(
-        `${where} (${registry || 'Docker Hub'}): no password on a pull request; not logging in`
+        `${where} (${name}): no password on a pull request; not logging in`
       )
       return
     }
@@ -634,7 +680,7 @@ function credentialList(
       const from = passwordEnv
         ? `environment variable ${passwordEnv} is empty or unset`
         : 'password (or password-env) is missing'
-      problems.list.push(`${where} (${registry || 'Docker Hub'}): ${from}`)
+      problems.list.push(`${where} (${name}): ${from}`)
       return
     }
     const key = registryKey(registry)
@@ -655,12 +701,12 @@ function secretList(
   lines: string[],
   problems: Problems
 ): {id: string; value: string}[] {
-  return lines.flatMap(line => {
+  return lines.flatMap((line, index) => {
     const at = line.indexOf('=')
     if (at <= 0) {
       // Quote only the part before '=': the rest may be the secret itself.
       problems.list.push(
-        `secrets: an entry is not id=value (starts "${line.slice(0, 3)}...")`
+        `secrets: entry ${index + 1} is not id=value (its value is not shown)`
       )
       return []
     }
@@ -765,8 +811,4 @@ function redact(inputs: Inputs): unknown {
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
-}
-
-function firstLine(text: string): string {
-  return text.split('\n')[0]
 }

@@ -213,7 +213,8 @@ describe('warnings and notices', () => {
     ])
     expect(stdout).toContain('::add-mask::ghp_abc,def')
     const message = problems({...base, secrets: 'ghp_abcdefgh'})
-    expect(message).toContain('secrets: an entry is not id=value')
+    expect(message).toContain('secrets: entry 1 is not id=value')
+    expect(message).not.toContain('ghp')
     expect(message).not.toContain('ghp_abcdefgh')
   })
 
@@ -323,6 +324,87 @@ describe('registry-auth', () => {
       'registry-auth': '- {registry: r.io, username: u, password-env: NOPE}'
     })
     expect(message).toContain('environment variable NOPE is empty or unset')
+  })
+
+  it.each([
+    [
+      'an alias',
+      '- {registry: r.io, username: u, password: *Star9pass}',
+      'Star9pass'
+    ],
+    [
+      'a block scalar header',
+      '- registry: r.io\n  username: u\n  password: |Pipe9pass',
+      'Pipe9pass'
+    ],
+    [
+      'a folded header',
+      '- registry: r.io\n  username: u\n  password: >Gt9pass',
+      'Gt9pass'
+    ],
+    [
+      'a tag',
+      '- registry: r.io\n  username: u\n  password: !Bang9pass',
+      'Bang9pass'
+    ]
+  ])('never quotes a password that YAML misreads as %s', (_, yaml, secret) => {
+    const {error, stdout} = withInputs({...base, 'registry-auth': yaml}, () =>
+      getInputs()
+    )
+    expect(error?.message).toMatch(
+      /registry-auth: is not valid YAML \((\w+ at line \d+, column \d+|an unquoted value starts with \*)/
+    )
+    expect(error?.message).not.toContain(secret)
+    expect(stdout).not.toContain(secret)
+  })
+
+  it.each([
+    ['007', 'number'],
+    ['1e3', 'number'],
+    ['true', 'boolean'],
+    ['[a, b]', 'object']
+  ])(
+    'refuses a password YAML turns into something else (%s)',
+    (password, type) => {
+      const message = problems({
+        ...base,
+        'registry-auth': `- {registry: r.io, username: u, password: ${password}}`
+      })
+      expect(message).toContain(
+        `password is not text to YAML (a ${type}); quote it, or use password-env`
+      )
+    }
+  )
+
+  it('refuses both password and password-env, unknown keys and entries that are not mappings', () => {
+    const message = problems({
+      ...base,
+      'registry-auth':
+        '- {registry: r.io, username: u, password: x, password-env: HOME}\n- {registry: s.io, username: u, passwd: y}\n- just-a-string'
+    })
+    expect(message).toContain(
+      'entry 1 (r.io): give password or password-env, not both'
+    )
+    expect(message).toContain('entry 2: unknown passwd')
+    expect(message).toContain('entry 3: must be a mapping')
+  })
+
+  it('masks every line of a password with several', () => {
+    const {stdout} = withInputs(
+      {
+        ...base,
+        'registry-auth': '- {registry: r.io, username: u, password-env: PW}'
+      },
+      () => getInputs(),
+      {PW: 'first line\nsecond line\n'}
+    )
+    for (const form of [
+      'first line',
+      'second line',
+      'first line\nsecond line'
+    ]) {
+      expect(stdout).toContain(`::add-mask::${form.replace('\n', '%0A')}`)
+    }
   })
 
   it('does not echo YAML that fails to parse', () => {
