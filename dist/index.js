@@ -31616,9 +31616,10 @@ module.exports = {
 /* harmony export */   AN: () => (/* binding */ bootArgs),
 /* harmony export */   Bj: () => (/* binding */ prepareBuilder),
 /* harmony export */   Og: () => (/* binding */ createArgs),
-/* harmony export */   iq: () => (/* binding */ removeBuilder)
+/* harmony export */   iq: () => (/* binding */ removeBuilder),
+/* harmony export */   wb: () => (/* binding */ removeArgs)
 /* harmony export */ });
-/* unused harmony exports builderName, removeArgs */
+/* unused harmony export builderName */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_1__);
@@ -36311,6 +36312,8 @@ function versionLabel(stdout) {
 
 
 
+
+
 const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
 // Pinned to the release many projects fell back to when QEMU 9.2 in
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
@@ -36470,6 +36473,42 @@ function getInputs(env = process.env) {
     // Attestations: off by default, so every common mirror accepts the index.
     const provenance = read('provenance') || 'false';
     const sbom = read('sbom') || 'false';
+    for (const [name, value] of [
+        ['provenance', provenance],
+        ['sbom', sbom]
+    ]) {
+        if (!/^(true|false|[\w.-]+=[^,]*(,[\w.-]+=[^,]*)*)$/.test(value)) {
+            problems.add(name, value, 'is not true, false or key=value pairs such as mode=max');
+        }
+    }
+    if (driver === 'docker') {
+        for (const [name, value] of [
+            ['endpoint', endpoint],
+            ['driver-opts', read('driver-opts')],
+            ['buildkitd-config', buildkitdConfig]
+        ]) {
+            if (value)
+                lib_core/* warning */.$e(`${name}: ignored with driver: docker (the engine's own builder)`);
+        }
+    }
+    // Local files the build reads: a typo costs seconds here, not a failed
+    // build after the emulators and the builder are up.
+    const remoteContext = /^(https?|git|ssh):\/\/|^git@|\.git(#.*)?$/.test(context);
+    if (!source && !remoteContext) {
+        if (!isDirectory(context)) {
+            problems.add('context', context, 'is not a directory');
+        }
+        else if (!isFile(file || (0,external_node_path_.join)(context, 'Dockerfile'))) {
+            problems.add(file ? 'file' : 'context', file || context, file ? 'is not a file' : 'holds no Dockerfile; set file');
+        }
+    }
+    if (buildkitdConfig && !isFile(buildkitdConfig)) {
+        problems.add('buildkitd-config', buildkitdConfig, 'is not a file');
+    }
+    for (const { id, path } of secretFiles) {
+        if (id && !isFile(path))
+            problems.add('secret-files', `${id}=${path}`, 'names no file');
+    }
     const noCache = booleanInput('no-cache', read('no-cache'), false, problems);
     const pull = booleanInput('pull', read('pull'), false, problems);
     const dryRun = booleanInput('dry-run', read('dry-run'), false, problems);
@@ -36486,9 +36525,12 @@ function getInputs(env = process.env) {
         ['mirror-attempts', mirrorAttempts],
         ['mirror-concurrency', mirrorConcurrency]
     ]) {
-        if (!Number.isInteger(value) || value < 1) {
-            problems.add(name, String(value), 'must be a whole number of at least 1');
+        if (!Number.isInteger(value) || value < 1 || value > 20) {
+            problems.add(name, String(value), 'must be a whole number from 1 to 20');
         }
+    }
+    if (mirrorRetryWait > 300) {
+        problems.add('mirror-retry-wait', String(mirrorRetryWait), 'must be at most 300 seconds');
     }
     if (mirrorTimeout <= 0) {
         problems.add('mirror-timeout', String(mirrorTimeout), 'must be more than 0 minutes');
@@ -36501,6 +36543,9 @@ function getInputs(env = process.env) {
     if (read('debug-platform')) {
         try {
             debugPlatform = formatPlatform(parsePlatform(read('debug-platform')));
+            if (platforms.length > 0 && !platforms.includes(debugPlatform)) {
+                problems.add('debug-platform', read('debug-platform'), `is not one of platforms (${platforms.join(', ')})`);
+            }
         }
         catch (error) {
             problems.add('debug-platform', read('debug-platform'), `is not a platform: ${message(error)}`);
@@ -36514,8 +36559,22 @@ function getInputs(env = process.env) {
         problems.add('buildx-version', buildxVersion, 'is not latest or a version such as v0.28.0');
     }
     const buildxDownloadUrl = read('buildx-download-url') || DEFAULT_BUILDX_URL;
+    const userinfo = /^https?:\/\/([^/@]+)@/.exec(buildxDownloadUrl)?.[1];
+    if (userinfo) {
+        // Credentials in a mirror URL are secrets like any password.
+        lib_core/* setSecret */.Pq(userinfo);
+        const password = userinfo.split(':')[1];
+        if (password)
+            lib_core/* setSecret */.Pq(password);
+    }
     if (!/^https?:\/\/\S+$/.test(buildxDownloadUrl)) {
-        problems.add('buildx-download-url', buildxDownloadUrl, 'is not an http(s) URL');
+        problems.add('buildx-download-url', buildxDownloadUrl.replace(userinfo ?? '\0', '***'), 'is not an http(s) URL');
+    }
+    else if (buildxVersion &&
+        /^http:/.test(buildxDownloadUrl) &&
+        !/^http:\/\/(localhost|127\.|\[::1\])/.test(buildxDownloadUrl)) {
+        lib_core/* warning */.$e('buildx-download-url: plain http; the checksums come from the same ' +
+            'place as the binary, so only https protects them in transit');
     }
     if (problems.list.length > 0)
         throw new InputError(problems.list);
@@ -36647,6 +36706,10 @@ function platformList(text, problems) {
     for (const entry of parseList(text)) {
         try {
             const canonical = formatPlatform(parsePlatform(entry));
+            if (!canonical.startsWith('linux/')) {
+                problems.add('platforms', entry, 'is not a Linux platform; this action builds and emulates Linux images only');
+                continue;
+            }
             const seen = spellings.get(canonical);
             if (seen) {
                 if (!seen.includes(entry))
@@ -36827,15 +36890,20 @@ function withOciLabels(labels, version, env) {
         .map(([key, value]) => `${key}=${value}`);
     return [...labels, ...added];
 }
+const isFile = (path) => (0,external_node_fs_.statSync)(path, { throwIfNoEntry: false })?.isFile() ?? false;
+const isDirectory = (path) => (0,external_node_fs_.statSync)(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 function numberInput(input, value, fallback, problems, unit = 'minutes; 0 turns it off') {
     const text = value.trim();
     if (!text)
         return fallback;
-    if (!/^\d+(\.\d+)?$/.test(text)) {
+    if (!/^-?\d+(\.\d+)?$/.test(text)) {
         problems.add(input, value, `is not a number (${unit})`);
         return fallback;
     }
-    return Number(text);
+    const number = Number(text);
+    if (number < 0)
+        problems.add(input, value, `must not be negative (${unit})`);
+    return number;
 }
 function booleanInput(input, value, fallback, problems) {
     const text = value.trim();
@@ -37431,7 +37499,8 @@ async function copyOne(mirror, plan) {
     const result = (status, reason) => {
         const seconds = Math.round((Date.now() - started) / 100) / 10;
         if (status === 'failed') {
-            lib_core/* error */.z3(`Mirror ${mirror} failed: ${reason ?? ''}`, {
+            const annotate = plan.warnOnly ? lib_core/* warning */.$e : lib_core/* error */.z3;
+            annotate(`Mirror ${mirror} failed: ${reason ?? ''}`, {
                 title: `Mirror ${mirror}`
             });
         }
@@ -37630,49 +37699,90 @@ async function checkMirrorSupport(inputs) {
 
 
 
-// dry-run: every command the run would make, in order, and every tag on
-// every registry, without running any of them.
+// dry-run: every command the run would make, in order, the post step's
+// included, and every tag on every registry, without running any of them.
 const BUILDER = '<new builder>';
 const plan_DIGEST = '<digest>';
 function plan(inputs) {
     const commands = [];
-    const missing = emulatedPlatforms(inputs.platforms).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
-    if (inputs.qemu !== 'false' && inputs.driver !== 'remote' && missing.length) {
-        const names = [...new Set(missing.map(need => need.installName))];
-        commands.push(['docker', ...installArgs(inputs.qemuImage, names)]);
+    const docker = (args) => commands.push(['docker', ...args]);
+    if (inputs.buildxVersion) {
+        commands.push([
+            'download',
+            `${inputs.buildxDownloadUrl}/${inputs.buildxVersion}/buildx-${inputs.buildxVersion}.linux-<arch>`,
+            'and checksums.txt'
+        ]);
     }
-    let builder = inputs.builder;
-    if (!builder && inputs.driver === 'docker')
-        builder = 'default';
-    if (!builder) {
-        builder = BUILDER;
-        commands.push(['docker', ...(0,src_builder/* createArgs */.Og)(inputs, builder)]);
+    docker(['buildx', 'version']);
+    const copying = inputs.source !== '';
+    let builder = '';
+    if (!copying) {
+        const missing = emulatedPlatforms(inputs.platforms).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
+        if (inputs.qemu !== 'false' &&
+            inputs.driver !== 'remote' &&
+            missing.length) {
+            const names = [...new Set(missing.map(need => need.installName))];
+            docker(installArgs(inputs.qemuImage, names));
+        }
+        builder = inputs.builder || (inputs.driver === 'docker' ? 'default' : '');
+        if (!builder) {
+            builder = BUILDER;
+            docker((0,src_builder/* createArgs */.Og)(inputs, builder));
+        }
+        docker((0,src_builder/* bootArgs */.AN)(builder));
     }
-    commands.push(['docker', ...(0,src_builder/* bootArgs */.AN)(builder)]);
-    for (const credential of inputs.credentials) {
-        commands.push(['docker', ...(0,logins/* loginArgs */.be)(credential)]);
+    for (const credential of inputs.credentials)
+        docker((0,logins/* loginArgs */.be)(credential));
+    let source = `${inputs.image}@${plan_DIGEST}`;
+    if (copying) {
+        docker(inspectArgs('', inputs.source));
+        source = `${inputs.source.split(/[:@](?=[^/]*$)/)[0]}@${plan_DIGEST}`;
     }
-    commands.push(['docker', ...buildArgs(inputs, builder, '<metadata file>')]);
-    if (inputs.push) {
-        const source = `${inputs.image}@${plan_DIGEST}`;
-        for (const mirror of inputs.mirrors) {
-            commands.push([
-                'docker',
-                ...copyArgs(builder, mirror, inputs.tags, source)
+    else {
+        for (const tag of inputs.push ? inputs.floatingTags : []) {
+            docker([
+                'buildx',
+                'imagetools',
+                'inspect',
+                '--builder',
+                builder,
+                '--format',
+                '{{json .Image}}',
+                `${inputs.image}:${tag}`
             ]);
-            for (const tag of inputs.tags) {
-                commands.push(['docker', ...inspectArgs(builder, `${mirror}:${tag}`)]);
+        }
+        docker(buildArgs(inputs, builder, '<metadata file>'));
+        if (inputs.push)
+            docker(inspectArgs(builder, source));
+    }
+    if (inputs.push || copying) {
+        for (const mirror of inputs.mirrors) {
+            const refs = inputs.tags.map(tag => `${mirror}:${tag}`);
+            refs.forEach(ref => docker(inspectArgs(builder, ref)));
+            docker(copyArgs(builder, mirror, inputs.tags.slice(0, 1), source));
+            if (inputs.tags.length > 1) {
+                docker(copyArgs(builder, mirror, inputs.tags.slice(1), `${mirror}@${plan_DIGEST}`));
             }
+            refs.forEach(ref => docker(inspectArgs(builder, ref)));
         }
     }
+    // The post step.
+    if (!copying && builder === BUILDER)
+        docker((0,src_builder/* removeArgs */.wb)(builder));
+    for (const credential of inputs.credentials)
+        docker((0,logins/* logoutArgs */.m9)(credential.registry));
     return commands;
 }
 const quote = (arg) => /^[\w@%+=:,./<>{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+function plannedRefs(inputs) {
+    const repositories = inputs.push || inputs.source
+        ? [inputs.image, ...inputs.mirrors].filter(Boolean)
+        : [];
+    return repositories.flatMap(repository => inputs.tags.map(tag => `${repository}:${tag}`));
+}
 async function printPlan(inputs) {
     const lines = plan(inputs).map(command => command.map(quote).join(' '));
-    const refs = inputs.push
-        ? [inputs.image, ...inputs.mirrors].flatMap(repository => inputs.tags.map(tag => `${repository}:${tag}`))
-        : [];
+    const refs = plannedRefs(inputs);
     lib_core/* info */.pq('dry-run: nothing below is run');
     lines.forEach(line => lib_core/* info */.pq(line));
     lib_core/* info */.pq(`Tags that would be written:\n${refs.join('\n') || '(none)'}`);
@@ -37688,22 +37798,25 @@ async function printPlan(inputs) {
 ;// CONCATENATED MODULE: ./src/report.ts
 
 
+// The run's own image, when it built one (mirror-only mode has none).
+const ownRefs = ({ inputs, built }) => built.digest && inputs.image
+    ? inputs.tags.map(tag => `${inputs.image}:${tag}`)
+    : [];
 function writtenRefs(outcome) {
-    const { inputs, built, mirrors } = outcome;
-    if (!built.digest)
-        return [];
-    const own = inputs.tags.map(tag => `${inputs.image}:${tag}`);
-    const copied = mirrors.filter(m => m.status === 'done').flatMap(m => m.refs);
-    return [...own, ...copied];
+    const copied = outcome.mirrors
+        .filter(m => m.status !== 'failed')
+        .flatMap(m => m.refs);
+    return [...ownRefs(outcome), ...copied];
 }
 function setOutputs(outcome) {
     lib_core/* setOutput */.uH('digest', outcome.built.digest);
     lib_core/* setOutput */.uH('tags', writtenRefs(outcome).join('\n'));
-    lib_core/* setOutput */.uH('platforms', outcome.inputs.platforms.join(','));
+    lib_core/* setOutput */.uH('platforms', outcome.built.platforms.join(','));
     lib_core/* setOutput */.uH('metadata', JSON.stringify(outcome.built.metadata));
     lib_core/* setOutput */.uH('mirrors', JSON.stringify(outcome.mirrors));
     lib_core/* setOutput */.uH('builder', outcome.builder);
 }
+// Plain words only: the summary table is HTML, where Markdown shows as is.
 function mirrorStatus(mirror) {
     const retries = mirror.retries;
     const after = retries > 0
@@ -37715,33 +37828,44 @@ function mirrorStatus(mirror) {
         case 'up-to-date':
             return 'already up to date, verified';
         default:
-            return `**failed**${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`;
+            return `FAILED${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`;
     }
 }
-const report_short = (digest) => digest ? `\`${digest.slice(0, 19)}\`` : '';
+const report_short = (digest) => digest.slice(0, 19) || '-';
+function summaryRows(outcome) {
+    const { inputs, built, mirrors } = outcome;
+    const rows = [];
+    if (inputs.image) {
+        const status = built.digest ? 'pushed' : 'built, not pushed';
+        for (const tag of inputs.tags) {
+            rows.push([inputs.image, tag, report_short(built.digest), status]);
+        }
+    }
+    for (const mirror of mirrors) {
+        for (const tag of inputs.tags) {
+            rows.push([
+                mirror.mirror,
+                tag,
+                report_short(mirror.digest),
+                mirrorStatus(mirror)
+            ]);
+        }
+    }
+    return rows;
+}
 async function writeSummary(outcome) {
-    const { inputs, built, mirrors, timings } = outcome;
+    const { inputs, built, timings } = outcome;
     const header = ['Repository', 'Tag', 'Digest', 'Status'].map(data => ({
         data,
         header: true
     }));
-    const rows = [];
-    const pushed = built.digest ? 'pushed' : 'built, not pushed';
-    for (const tag of inputs.tags) {
-        rows.push([inputs.image, tag, report_short(built.digest), pushed]);
-    }
-    for (const mirror of mirrors) {
-        for (const tag of inputs.tags) {
-            const status = mirrorStatus(mirror);
-            rows.push([mirror.mirror, tag, report_short(mirror.digest), status]);
-        }
-    }
     const summary = lib_core/* summary */.z
         .addHeading('Multi-platform release', 2)
-        .addTable([header, ...rows])
-        .addRaw(`Platforms: ${inputs.platforms.join(', ')}`, true);
-    if (built.digest) {
-        summary.addCodeBlock(`docker pull ${inputs.image}@${built.digest}`, 'sh');
+        .addTable([header, ...summaryRows(outcome)])
+        .addRaw(`Platforms: ${built.platforms.join(', ')}`, true);
+    const pulled = inputs.image || outcome.mirrors.find(m => m.digest)?.mirror;
+    if (built.digest && pulled) {
+        summary.addCodeBlock(`docker pull ${pulled}@${built.digest}`, 'sh');
     }
     if (notes().length > 0) {
         summary.addHeading('Notes', 3).addList([...notes()]);
@@ -37750,10 +37874,23 @@ async function writeSummary(outcome) {
     if (process.env.GITHUB_STEP_SUMMARY)
         await summary.write();
 }
+// A failed run still says what went wrong, and what it had done by then.
+async function writeFailure(message) {
+    if (!process.env.GITHUB_STEP_SUMMARY)
+        return;
+    const summary = lib_core/* summary */.z
+        .addHeading('Multi-platform release failed', 2)
+        .addCodeBlock(message);
+    if (notes().length > 0) {
+        summary.addHeading('Notes', 3).addList([...notes()]);
+    }
+    await summary.write();
+}
 
 // EXTERNAL MODULE: ./src/state.ts
 var state = __nccwpck_require__(2462);
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -37829,7 +37966,12 @@ async function main() {
         }
     }
     catch (error) {
-        lib_core/* setFailed */.C1(error instanceof Error ? error.message : String(error));
+        const message = error instanceof Error ? error.message : String(error);
+        lib_core/* setFailed */.C1(message);
+        // A failed build writes its own summary, naming platforms and steps.
+        if (!(error instanceof src_exec/* PhaseError */.wo && error.phase === 'Build')) {
+            await writeFailure(message);
+        }
     }
 }
 async function mirror(inputs, builder, built) {
@@ -37853,6 +37995,7 @@ async function mirror(inputs, builder, built) {
         waitSeconds: inputs.mirrorRetryWait,
         concurrency: inputs.mirrorConcurrency,
         timeoutMinutes: inputs.mirrorTimeout,
+        warnOnly: inputs.mirrorFailure === 'warn',
         keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
     });
 }

@@ -1,4 +1,6 @@
 import * as core from '@actions/core'
+import {statSync} from 'node:fs'
+import {join} from 'node:path'
 import {notice} from './notes.js'
 import {parseDocument} from 'yaml'
 import {parseList} from './lists.js'
@@ -296,6 +298,53 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   // Attestations: off by default, so every common mirror accepts the index.
   const provenance = read('provenance') || 'false'
   const sbom = read('sbom') || 'false'
+  for (const [name, value] of [
+    ['provenance', provenance],
+    ['sbom', sbom]
+  ]) {
+    if (!/^(true|false|[\w.-]+=[^,]*(,[\w.-]+=[^,]*)*)$/.test(value)) {
+      problems.add(
+        name,
+        value,
+        'is not true, false or key=value pairs such as mode=max'
+      )
+    }
+  }
+  if (driver === 'docker') {
+    for (const [name, value] of [
+      ['endpoint', endpoint],
+      ['driver-opts', read('driver-opts')],
+      ['buildkitd-config', buildkitdConfig]
+    ]) {
+      if (value)
+        core.warning(
+          `${name}: ignored with driver: docker (the engine's own builder)`
+        )
+    }
+  }
+  // Local files the build reads: a typo costs seconds here, not a failed
+  // build after the emulators and the builder are up.
+  const remoteContext = /^(https?|git|ssh):\/\/|^git@|\.git(#.*)?$/.test(
+    context
+  )
+  if (!source && !remoteContext) {
+    if (!isDirectory(context)) {
+      problems.add('context', context, 'is not a directory')
+    } else if (!isFile(file || join(context, 'Dockerfile'))) {
+      problems.add(
+        file ? 'file' : 'context',
+        file || context,
+        file ? 'is not a file' : 'holds no Dockerfile; set file'
+      )
+    }
+  }
+  if (buildkitdConfig && !isFile(buildkitdConfig)) {
+    problems.add('buildkitd-config', buildkitdConfig, 'is not a file')
+  }
+  for (const {id, path} of secretFiles) {
+    if (id && !isFile(path))
+      problems.add('secret-files', `${id}=${path}`, 'names no file')
+  }
   const noCache = booleanInput('no-cache', read('no-cache'), false, problems)
   const pull = booleanInput('pull', read('pull'), false, problems)
   const dryRun = booleanInput('dry-run', read('dry-run'), false, problems)
@@ -336,9 +385,16 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     ['mirror-attempts', mirrorAttempts],
     ['mirror-concurrency', mirrorConcurrency]
   ] as const) {
-    if (!Number.isInteger(value) || value < 1) {
-      problems.add(name, String(value), 'must be a whole number of at least 1')
+    if (!Number.isInteger(value) || value < 1 || value > 20) {
+      problems.add(name, String(value), 'must be a whole number from 1 to 20')
     }
+  }
+  if (mirrorRetryWait > 300) {
+    problems.add(
+      'mirror-retry-wait',
+      String(mirrorRetryWait),
+      'must be at most 300 seconds'
+    )
   }
   if (mirrorTimeout <= 0) {
     problems.add(
@@ -366,6 +422,13 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   if (read('debug-platform')) {
     try {
       debugPlatform = formatPlatform(parsePlatform(read('debug-platform')))
+      if (platforms.length > 0 && !platforms.includes(debugPlatform)) {
+        problems.add(
+          'debug-platform',
+          read('debug-platform'),
+          `is not one of platforms (${platforms.join(', ')})`
+        )
+      }
     } catch (error) {
       problems.add(
         'debug-platform',
@@ -389,11 +452,27 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     )
   }
   const buildxDownloadUrl = read('buildx-download-url') || DEFAULT_BUILDX_URL
+  const userinfo = /^https?:\/\/([^/@]+)@/.exec(buildxDownloadUrl)?.[1]
+  if (userinfo) {
+    // Credentials in a mirror URL are secrets like any password.
+    core.setSecret(userinfo)
+    const password = userinfo.split(':')[1]
+    if (password) core.setSecret(password)
+  }
   if (!/^https?:\/\/\S+$/.test(buildxDownloadUrl)) {
     problems.add(
       'buildx-download-url',
-      buildxDownloadUrl,
+      buildxDownloadUrl.replace(userinfo ?? '\0', '***'),
       'is not an http(s) URL'
+    )
+  } else if (
+    buildxVersion &&
+    /^http:/.test(buildxDownloadUrl) &&
+    !/^http:\/\/(localhost|127\.|\[::1\])/.test(buildxDownloadUrl)
+  ) {
+    core.warning(
+      'buildx-download-url: plain http; the checksums come from the same ' +
+        'place as the binary, so only https protects them in transit'
     )
   }
 
@@ -548,6 +627,14 @@ function platformList(text: string, problems: Problems): string[] {
   for (const entry of parseList(text)) {
     try {
       const canonical = formatPlatform(parsePlatform(entry))
+      if (!canonical.startsWith('linux/')) {
+        problems.add(
+          'platforms',
+          entry,
+          'is not a Linux platform; this action builds and emulates Linux images only'
+        )
+        continue
+      }
       const seen = spellings.get(canonical)
       if (seen) {
         if (!seen.includes(entry)) seen.push(entry)
@@ -768,6 +855,11 @@ export function withOciLabels(
   return [...labels, ...added]
 }
 
+const isFile = (path: string): boolean =>
+  statSync(path, {throwIfNoEntry: false})?.isFile() ?? false
+const isDirectory = (path: string): boolean =>
+  statSync(path, {throwIfNoEntry: false})?.isDirectory() ?? false
+
 function numberInput(
   input: string,
   value: string,
@@ -777,11 +869,13 @@ function numberInput(
 ): number {
   const text = value.trim()
   if (!text) return fallback
-  if (!/^\d+(\.\d+)?$/.test(text)) {
+  if (!/^-?\d+(\.\d+)?$/.test(text)) {
     problems.add(input, value, `is not a number (${unit})`)
     return fallback
   }
-  return Number(text)
+  const number = Number(text)
+  if (number < 0) problems.add(input, value, `must not be negative (${unit})`)
+  return number
 }
 
 function booleanInput(

@@ -7,6 +7,7 @@ import {build, debugInputs} from './build.js'
 import {prepareBuilder} from './builder.js'
 import {setupBuildx} from './buildx.js'
 import {ensureEmulators} from './emulators.js'
+import {PhaseError} from './exec.js'
 import {getInputs, type Inputs} from './inputs.js'
 import {login, useRunConfig} from './logins.js'
 import {
@@ -21,7 +22,7 @@ import {
   type Published
 } from './mirrors.js'
 import {printPlan} from './plan.js'
-import {setOutputs, writeSummary, type Timing} from './report.js'
+import {setOutputs, writeFailure, writeSummary, type Timing} from './report.js'
 import * as state from './state.js'
 import {keepFloatingForward} from './tags.js'
 
@@ -91,7 +92,12 @@ export async function main(): Promise<void> {
       else core.setFailed(text)
     }
   } catch (error) {
-    core.setFailed(error instanceof Error ? error.message : String(error))
+    const message = error instanceof Error ? error.message : String(error)
+    core.setFailed(message)
+    // A failed build writes its own summary, naming platforms and steps.
+    if (!(error instanceof PhaseError && error.phase === 'Build')) {
+      await writeFailure(message)
+    }
   }
 }
 
@@ -119,6 +125,7 @@ async function mirror(
     waitSeconds: inputs.mirrorRetryWait,
     concurrency: inputs.mirrorConcurrency,
     timeoutMinutes: inputs.mirrorTimeout,
+    warnOnly: inputs.mirrorFailure === 'warn',
     keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
   })
 }

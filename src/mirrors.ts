@@ -48,6 +48,8 @@ export interface CopyPlan {
   waitSeconds: number
   concurrency: number
   timeoutMinutes: number
+  // mirror-failure: warn turns a failed mirror's annotation into a warning.
+  warnOnly: boolean
   // Pass --prefer-index=false, so a single-platform manifest stays one.
   keepManifest: boolean
 }
@@ -250,7 +252,8 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
   ): MirrorResult => {
     const seconds = Math.round((Date.now() - started) / 100) / 10
     if (status === 'failed') {
-      core.error(`Mirror ${mirror} failed: ${reason ?? ''}`, {
+      const annotate = plan.warnOnly ? core.warning : core.error
+      annotate(`Mirror ${mirror} failed: ${reason ?? ''}`, {
         title: `Mirror ${mirror}`
       })
     }

@@ -1,62 +1,106 @@
 import * as core from '@actions/core'
 import {buildArgs} from './build.js'
-import {bootArgs, createArgs} from './builder.js'
+import {bootArgs, createArgs, removeArgs} from './builder.js'
 import {emulatedPlatforms, installArgs, isRegistered} from './emulators.js'
 import type {Inputs} from './inputs.js'
-import {loginArgs} from './logins.js'
+import {loginArgs, logoutArgs} from './logins.js'
 import {copyArgs, inspectArgs} from './mirrors.js'
 
-// dry-run: every command the run would make, in order, and every tag on
-// every registry, without running any of them.
+// dry-run: every command the run would make, in order, the post step's
+// included, and every tag on every registry, without running any of them.
 
 const BUILDER = '<new builder>'
 const DIGEST = '<digest>'
 
 export function plan(inputs: Inputs): string[][] {
   const commands: string[][] = []
-  const missing = emulatedPlatforms(inputs.platforms).filter(
-    need => inputs.qemu === 'true' || !isRegistered(need.handler)
-  )
-  if (inputs.qemu !== 'false' && inputs.driver !== 'remote' && missing.length) {
-    const names = [...new Set(missing.map(need => need.installName))]
-    commands.push(['docker', ...installArgs(inputs.qemuImage, names)])
+  const docker = (args: string[]): number => commands.push(['docker', ...args])
+  if (inputs.buildxVersion) {
+    commands.push([
+      'download',
+      `${inputs.buildxDownloadUrl}/${inputs.buildxVersion}/buildx-${inputs.buildxVersion}.linux-<arch>`,
+      'and checksums.txt'
+    ])
   }
-  let builder = inputs.builder
-  if (!builder && inputs.driver === 'docker') builder = 'default'
-  if (!builder) {
-    builder = BUILDER
-    commands.push(['docker', ...createArgs(inputs, builder)])
+  docker(['buildx', 'version'])
+  const copying = inputs.source !== ''
+  let builder = ''
+  if (!copying) {
+    const missing = emulatedPlatforms(inputs.platforms).filter(
+      need => inputs.qemu === 'true' || !isRegistered(need.handler)
+    )
+    if (
+      inputs.qemu !== 'false' &&
+      inputs.driver !== 'remote' &&
+      missing.length
+    ) {
+      const names = [...new Set(missing.map(need => need.installName))]
+      docker(installArgs(inputs.qemuImage, names))
+    }
+    builder = inputs.builder || (inputs.driver === 'docker' ? 'default' : '')
+    if (!builder) {
+      builder = BUILDER
+      docker(createArgs(inputs, builder))
+    }
+    docker(bootArgs(builder))
   }
-  commands.push(['docker', ...bootArgs(builder)])
-  for (const credential of inputs.credentials) {
-    commands.push(['docker', ...loginArgs(credential)])
-  }
-  commands.push(['docker', ...buildArgs(inputs, builder, '<metadata file>')])
-  if (inputs.push) {
-    const source = `${inputs.image}@${DIGEST}`
-    for (const mirror of inputs.mirrors) {
-      commands.push([
-        'docker',
-        ...copyArgs(builder, mirror, inputs.tags, source)
+  for (const credential of inputs.credentials) docker(loginArgs(credential))
+  let source = `${inputs.image}@${DIGEST}`
+  if (copying) {
+    docker(inspectArgs('', inputs.source))
+    source = `${inputs.source.split(/[:@](?=[^/]*$)/)[0]}@${DIGEST}`
+  } else {
+    for (const tag of inputs.push ? inputs.floatingTags : []) {
+      docker([
+        'buildx',
+        'imagetools',
+        'inspect',
+        '--builder',
+        builder,
+        '--format',
+        '{{json .Image}}',
+        `${inputs.image}:${tag}`
       ])
-      for (const tag of inputs.tags) {
-        commands.push(['docker', ...inspectArgs(builder, `${mirror}:${tag}`)])
+    }
+    docker(buildArgs(inputs, builder, '<metadata file>'))
+    if (inputs.push) docker(inspectArgs(builder, source))
+  }
+  if (inputs.push || copying) {
+    for (const mirror of inputs.mirrors) {
+      const refs = inputs.tags.map(tag => `${mirror}:${tag}`)
+      refs.forEach(ref => docker(inspectArgs(builder, ref)))
+      docker(copyArgs(builder, mirror, inputs.tags.slice(0, 1), source))
+      if (inputs.tags.length > 1) {
+        docker(
+          copyArgs(builder, mirror, inputs.tags.slice(1), `${mirror}@${DIGEST}`)
+        )
       }
+      refs.forEach(ref => docker(inspectArgs(builder, ref)))
     }
   }
+  // The post step.
+  if (!copying && builder === BUILDER) docker(removeArgs(builder))
+  for (const credential of inputs.credentials)
+    docker(logoutArgs(credential.registry))
   return commands
 }
 
 const quote = (arg: string): string =>
   /^[\w@%+=:,./<>{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`
 
+export function plannedRefs(inputs: Inputs): string[] {
+  const repositories =
+    inputs.push || inputs.source
+      ? [inputs.image, ...inputs.mirrors].filter(Boolean)
+      : []
+  return repositories.flatMap(repository =>
+    inputs.tags.map(tag => `${repository}:${tag}`)
+  )
+}
+
 export async function printPlan(inputs: Inputs): Promise<void> {
   const lines = plan(inputs).map(command => command.map(quote).join(' '))
-  const refs = inputs.push
-    ? [inputs.image, ...inputs.mirrors].flatMap(repository =>
-        inputs.tags.map(tag => `${repository}:${tag}`)
-      )
-    : []
+  const refs = plannedRefs(inputs)
   core.info('dry-run: nothing below is run')
   lines.forEach(line => core.info(line))
   core.info(`Tags that would be written:\n${refs.join('\n') || '(none)'}`)

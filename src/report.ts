@@ -19,23 +19,29 @@ export interface Outcome {
   timings: Timing[]
 }
 
+// The run's own image, when it built one (mirror-only mode has none).
+const ownRefs = ({inputs, built}: Outcome): string[] =>
+  built.digest && inputs.image
+    ? inputs.tags.map(tag => `${inputs.image}:${tag}`)
+    : []
+
 export function writtenRefs(outcome: Outcome): string[] {
-  const {inputs, built, mirrors} = outcome
-  if (!built.digest) return []
-  const own = inputs.tags.map(tag => `${inputs.image}:${tag}`)
-  const copied = mirrors.filter(m => m.status === 'done').flatMap(m => m.refs)
-  return [...own, ...copied]
+  const copied = outcome.mirrors
+    .filter(m => m.status !== 'failed')
+    .flatMap(m => m.refs)
+  return [...ownRefs(outcome), ...copied]
 }
 
 export function setOutputs(outcome: Outcome): void {
   core.setOutput('digest', outcome.built.digest)
   core.setOutput('tags', writtenRefs(outcome).join('\n'))
-  core.setOutput('platforms', outcome.inputs.platforms.join(','))
+  core.setOutput('platforms', outcome.built.platforms.join(','))
   core.setOutput('metadata', JSON.stringify(outcome.built.metadata))
   core.setOutput('mirrors', JSON.stringify(outcome.mirrors))
   core.setOutput('builder', outcome.builder)
 }
 
+// Plain words only: the summary table is HTML, where Markdown shows as is.
 export function mirrorStatus(mirror: MirrorResult): string {
   const retries = mirror.retries
   const after =
@@ -48,36 +54,47 @@ export function mirrorStatus(mirror: MirrorResult): string {
     case 'up-to-date':
       return 'already up to date, verified'
     default:
-      return `**failed**${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`
+      return `FAILED${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`
   }
 }
 
-const short = (digest: string): string =>
-  digest ? `\`${digest.slice(0, 19)}\`` : ''
+const short = (digest: string): string => digest.slice(0, 19) || '-'
+
+export function summaryRows(outcome: Outcome): string[][] {
+  const {inputs, built, mirrors} = outcome
+  const rows: string[][] = []
+  if (inputs.image) {
+    const status = built.digest ? 'pushed' : 'built, not pushed'
+    for (const tag of inputs.tags) {
+      rows.push([inputs.image, tag, short(built.digest), status])
+    }
+  }
+  for (const mirror of mirrors) {
+    for (const tag of inputs.tags) {
+      rows.push([
+        mirror.mirror,
+        tag,
+        short(mirror.digest),
+        mirrorStatus(mirror)
+      ])
+    }
+  }
+  return rows
+}
 
 export async function writeSummary(outcome: Outcome): Promise<void> {
-  const {inputs, built, mirrors, timings} = outcome
+  const {inputs, built, timings} = outcome
   const header = ['Repository', 'Tag', 'Digest', 'Status'].map(data => ({
     data,
     header: true
   }))
-  const rows: string[][] = []
-  const pushed = built.digest ? 'pushed' : 'built, not pushed'
-  for (const tag of inputs.tags) {
-    rows.push([inputs.image, tag, short(built.digest), pushed])
-  }
-  for (const mirror of mirrors) {
-    for (const tag of inputs.tags) {
-      const status = mirrorStatus(mirror)
-      rows.push([mirror.mirror, tag, short(mirror.digest), status])
-    }
-  }
   const summary = core.summary
     .addHeading('Multi-platform release', 2)
-    .addTable([header, ...rows])
-    .addRaw(`Platforms: ${inputs.platforms.join(', ')}`, true)
-  if (built.digest) {
-    summary.addCodeBlock(`docker pull ${inputs.image}@${built.digest}`, 'sh')
+    .addTable([header, ...summaryRows(outcome)])
+    .addRaw(`Platforms: ${built.platforms.join(', ')}`, true)
+  const pulled = inputs.image || outcome.mirrors.find(m => m.digest)?.mirror
+  if (built.digest && pulled) {
+    summary.addCodeBlock(`docker pull ${pulled}@${built.digest}`, 'sh')
   }
   if (notes().length > 0) {
     summary.addHeading('Notes', 3).addList([...notes()])
@@ -87,4 +104,16 @@ export async function writeSummary(outcome: Outcome): Promise<void> {
     true
   )
   if (process.env.GITHUB_STEP_SUMMARY) await summary.write()
+}
+
+// A failed run still says what went wrong, and what it had done by then.
+export async function writeFailure(message: string): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return
+  const summary = core.summary
+    .addHeading('Multi-platform release failed', 2)
+    .addCodeBlock(message)
+  if (notes().length > 0) {
+    summary.addHeading('Notes', 3).addList([...notes()])
+  }
+  await summary.write()
 }

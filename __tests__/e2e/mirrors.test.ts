@@ -210,7 +210,7 @@ describe('mirrors behind faults', () => {
     expect(annotations).toHaveLength(1)
     expect(annotations[0]).toContain(proxy.address.replace(':', '%3A'))
     expect(annotations[0]).toMatch(/connection reset/)
-    expect(run.summary.match(/\*\*failed\*\*/g)).toHaveLength(1)
+    expect(run.summary.match(/FAILED/g)).toHaveLength(1)
     expect(run.summary.match(/copied, verified/g)).toHaveLength(2)
   })
 

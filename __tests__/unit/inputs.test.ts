@@ -1,7 +1,9 @@
+import {join} from 'node:path'
 import {getInputs, InputError, type Inputs} from '../../src/inputs.js'
 import {withInputs} from './helpers.js'
 
 const base = {
+  context: join(import.meta.dirname, '../fixtures/busybox'),
   image: '127.0.0.1:5001/example/app',
   tags: 'v1',
   platforms: 'linux/amd64'
@@ -24,7 +26,11 @@ function accepted(
 
 describe('getInputs', () => {
   it('reads the defaults', () => {
+    // The default context is the working directory, as for buildx.
+    const cwd = process.cwd()
+    process.chdir(base.context)
     const {value} = accepted({image: 'ossrs/srs', tags: 'v6.0.145'})
+    process.chdir(cwd)
     expect(value).toMatchObject({
       image: 'ossrs/srs',
       tags: ['v6.0.145'],
@@ -191,6 +197,60 @@ describe('getInputs', () => {
     expect(problems({...base, push: 'yes'})).toContain(
       'push: "yes" is not a boolean'
     )
+  })
+})
+
+describe('files and values checked up front', () => {
+  it.each([
+    [{context: '/nonexistent'}, 'context: "/nonexistent" is not a directory'],
+    [
+      {file: '/nonexistent/Dockerfile'},
+      'file: "/nonexistent/Dockerfile" is not a file'
+    ],
+    [
+      {'buildkitd-config': '/nope.toml'},
+      'buildkitd-config: "/nope.toml" is not a file'
+    ],
+    [
+      {'secret-files': 'npmrc=/nope'},
+      'secret-files: "npmrc=/nope" names no file'
+    ],
+    [
+      {provenance: 'garbage'},
+      'provenance: "garbage" is not true, false or key=value'
+    ],
+    [{sbom: 'yes'}, 'sbom: "yes" is not true, false'],
+    [{platforms: 'windows/amd64'}, 'is not a Linux platform'],
+    [
+      {'debug-platform': 'linux/s390x'},
+      'debug-platform: "linux/s390x" is not one of platforms'
+    ],
+    [{'mirror-attempts': '1000000'}, 'must be a whole number from 1 to 20'],
+    [
+      {'mirror-retry-wait': '-1'},
+      'mirror-retry-wait: "-1" must not be negative'
+    ],
+    [{'mirror-retry-wait': '99999'}, 'must be at most 300 seconds']
+  ])('%j', (change, message) => {
+    expect(problems({...base, ...change})).toContain(message)
+  })
+
+  it('accepts provenance modes and remote contexts', () => {
+    accepted({...base, provenance: 'mode=max', sbom: 'true'})
+    accepted({
+      ...base,
+      context: 'https://github.com/ossrs/srs.git#develop:trunk'
+    })
+  })
+
+  it('masks credentials in a buildx download URL', () => {
+    const {stdout} = accepted({
+      ...base,
+      'buildx-version': 'v0.28.0',
+      'buildx-download-url':
+        'https://user:Pw1234secret@mirror.example.com/buildx'
+    })
+    expect(stdout).toContain('::add-mask::Pw1234secret')
   })
 })
 

@@ -20,6 +20,11 @@ const SRS = {
   'dry-run': 'true'
 }
 
+// The plan reads files relative to the working directory, as buildx does.
+const cwd = process.cwd()
+beforeAll(() => process.chdir(join(import.meta.dirname, '../fixtures/srs')))
+afterAll(() => process.chdir(cwd))
+
 describe('dry-run plan', () => {
   it('lists every command of the SRS release and no password', () => {
     const env = {
@@ -34,5 +39,30 @@ describe('dry-run plan', () => {
     expect(lines.join('\n')).not.toMatch(/hub-secret|acr-secret/)
     expect(lines).toMatchSnapshot()
     jest.useRealTimers()
+  })
+})
+
+describe('dry-run plan in mirror-only mode', () => {
+  it('reads the source, copies it, and builds nothing', () => {
+    const {value, error} = withInputs(
+      {
+        source: 'ossrs/srs:v6.0.145',
+        tags: 'v6.0.145',
+        mirrors: 'registry.cn-hangzhou.aliyuncs.com/ossrs/srs',
+        'dry-run': 'true'
+      },
+      () => plan(getInputs())
+    )
+    expect(error).toBeUndefined()
+    const lines = value!.map(command => command.join(' '))
+    expect(lines.join('\n')).not.toMatch(
+      /buildx build|--privileged|buildx create/
+    )
+    expect(lines).toContain(
+      'docker buildx imagetools inspect --format {{json .Manifest}} ossrs/srs:v6.0.145'
+    )
+    expect(lines).toContain(
+      'docker buildx imagetools create --tag registry.cn-hangzhou.aliyuncs.com/ossrs/srs:v6.0.145 ossrs/srs@<digest>'
+    )
   })
 })
