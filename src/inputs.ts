@@ -84,7 +84,18 @@ export interface Inputs {
   // Pinned buildx (#8): '' keeps the runner's own.
   buildxVersion: string
   buildxDownloadUrl: string
+  // Scale-out (#7): one platform pushed by digest only, or a merge of such
+  // digests into the tagged index (no build).
+  pushByDigest: boolean
+  digests: PlatformDigest[]
 }
+
+export interface PlatformDigest {
+  platform: string // normalised
+  digest: string
+}
+
+export const DIGEST = /^sha256:[a-f0-9]{64}$/
 
 export const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7'
 // Pinned to the release many projects fell back to when QEMU 9.2 in
@@ -161,6 +172,26 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     )
   }
 
+  // Scale-out: per-platform builds pushed by digest, merged by a last job.
+  const pushByDigest = booleanInput(
+    'push-by-digest',
+    read('push-by-digest'),
+    false,
+    problems
+  )
+  const digests = digestList(read('digests'), problems)
+  const merging = read('digests').trim() !== ''
+  if (pushByDigest && (source || merging)) {
+    problems.add(
+      'push-by-digest',
+      read('push-by-digest'),
+      `cannot be combined with ${source ? 'source' : 'digests'}`
+    )
+  }
+  if (merging && source) {
+    problems.add('digests', read('digests'), 'cannot be combined with source')
+  }
+
   // Tags: bare tags and templates, or the git tag of a tag push.
   const latest = booleanInput('latest', read('latest'), false, problems)
   const versionFile = read('version-file')
@@ -193,7 +224,13 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     latest,
     fileVersion
   }
-  const release = tagList(read('tags'), tagContext, problems)
+  // A push by digest writes no tag: the merge job tags the index.
+  const release: Release = pushByDigest
+    ? {tags: [], floating: [], notices: []}
+    : tagList(read('tags'), tagContext, problems)
+  if (pushByDigest && read('tags').trim()) {
+    notice('tags: ignored with push-by-digest; the merge job writes the tags')
+  }
   release.notices.forEach(text => notice(text))
   const tags = release.tags
   const version = release.version
@@ -209,10 +246,16 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   }
 
   // Platforms: normalised, duplicates in other spellings reported once.
-  const platforms = platformList(
-    read('platforms') || DEFAULT_PLATFORMS,
-    problems
-  )
+  const platforms = merging
+    ? mergedPlatforms(read('platforms'), digests, problems)
+    : platformList(read('platforms') || DEFAULT_PLATFORMS, problems)
+  if (pushByDigest && platforms.length !== 1) {
+    problems.add(
+      'platforms',
+      read('platforms') || DEFAULT_PLATFORMS,
+      'must name exactly one platform with push-by-digest (one job per platform)'
+    )
+  }
 
   // Build settings passed through to buildx.
   const context = read('context') || '.'
@@ -265,8 +308,18 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     }
   }
 
+  if ((pushByDigest || merging) && !push) {
+    const name = pushByDigest ? 'push-by-digest' : 'digests'
+    problems.add(
+      'push',
+      read('push') || 'false',
+      `must not be false with ${name}, which exists to write to the registry`
+    )
+  }
   if (!push && mirrors.length > 0) {
     notice('mirrors: skipped, because push is false and nothing is pushed')
+  } else if (pushByDigest && mirrors.length > 0) {
+    notice('mirrors: skipped with push-by-digest; the merge job copies')
   }
   warnUnusedCredentials(
     credentials,
@@ -327,7 +380,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const remoteContext = /^(https?|git|ssh):\/\/|^git@|\.git(#.*)?$/.test(
     context
   )
-  if (!source && !remoteContext) {
+  if (!source && !merging && !remoteContext) {
     if (!isDirectory(context)) {
       problems.add('context', context, 'is not a directory')
     } else if (!isFile(file || join(context, 'Dockerfile'))) {
@@ -494,7 +547,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     cacheFrom,
     cacheTo,
     push,
-    mirrors,
+    mirrors: pushByDigest ? [] : mirrors,
     credentials,
     driver: driver as Driver,
     endpoint,
@@ -519,7 +572,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     stallTimeout,
     debugPlatform,
     buildxVersion,
-    buildxDownloadUrl
+    buildxDownloadUrl,
+    pushByDigest,
+    digests
   }
   core.debug(`Resolved inputs: ${JSON.stringify(redact(inputs))}`)
   return inputs
@@ -657,6 +712,83 @@ function platformList(text: string, problems: Problems): string[] {
     problems.add('platforms', text, 'names no platform')
   }
   return platforms
+}
+
+// digests: one platform=digest line per platform, as push-by-digest jobs
+// print them in their platform-digest output.
+function digestList(text: string, problems: Problems): PlatformDigest[] {
+  const entries: PlatformDigest[] = []
+  const lines = text.split(/\r?\n/).map(line => line.trim())
+  lines.forEach((line, index) => {
+    if (!line) return
+    const where = `line ${index + 1}`
+    const at = line.lastIndexOf('=')
+    if (at <= 0) {
+      problems.add(
+        'digests',
+        line,
+        `(${where}) is not platform=sha256:<64 hex>`
+      )
+      return
+    }
+    const digest = line.slice(at + 1).trim()
+    let platform: string
+    try {
+      platform = formatPlatform(parsePlatform(line.slice(0, at)))
+    } catch (error) {
+      problems.add(
+        'digests',
+        line,
+        `(${where}) has no valid platform: ${message(error)}`
+      )
+      return
+    }
+    if (!DIGEST.test(digest)) {
+      problems.add(
+        'digests',
+        line,
+        `(${where}) has no digest of the form sha256:<64 hex>`
+      )
+      return
+    }
+    if (entries.some(entry => entry.platform === platform)) {
+      problems.add(
+        'digests',
+        line,
+        `(${where}) repeats platform ${platform}; give one digest per platform`
+      )
+      return
+    }
+    entries.push({platform, digest})
+  })
+  return entries
+}
+
+// With digests, the platforms are the digests' own; an explicit platforms
+// input must name exactly the same set.
+function mergedPlatforms(
+  text: string,
+  digests: PlatformDigest[],
+  problems: Problems
+): string[] {
+  const given = digests.map(entry => entry.platform)
+  if (!text.trim()) return given
+  const wanted = platformList(text, problems)
+  for (const platform of wanted.filter(p => !given.includes(p))) {
+    problems.add(
+      'digests',
+      platform,
+      'is missing: platforms lists it, but no digests line gives its digest'
+    )
+  }
+  for (const platform of given.filter(p => !wanted.includes(p))) {
+    problems.add(
+      'digests',
+      platform,
+      `is not one of platforms (${wanted.join(', ')})`
+    )
+  }
+  return given
 }
 
 const AUTH_KEYS = ['registry', 'username', 'password', 'password-env']

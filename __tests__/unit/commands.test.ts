@@ -47,7 +47,9 @@ const inputs: Inputs = {
   stallTimeout: 60,
   debugPlatform: '',
   buildxVersion: '',
-  buildxDownloadUrl: 'https://github.com/docker/buildx/releases/download'
+  buildxDownloadUrl: 'https://github.com/docker/buildx/releases/download',
+  pushByDigest: false,
+  digests: []
 }
 
 describe('command lines', () => {
