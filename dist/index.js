@@ -31847,7 +31847,7 @@ function start(command, onOutput, escalation = ESCALATION) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(414);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3354);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -31950,7 +31950,7 @@ async function login(credentials) {
 
 /***/ }),
 
-/***/ 414:
+/***/ 3354:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -32765,8 +32765,14 @@ function buildArgs(inputs, builder, metadataFile, progress) {
         args.push('--no-cache');
     if (inputs.pull)
         args.push('--pull');
-    if (inputs.push)
+    if (inputs.pushByDigest) {
+        // No tag: the image is reachable by its digest only, until the merge
+        // job puts it in the tagged index.
+        args.push('--output', `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`);
+    }
+    else if (inputs.push) {
         args.push('--push');
+    }
     args.push('--metadata-file', metadataFile, inputs.context);
     return args;
 }
@@ -36255,6 +36261,15 @@ function isNewer(current, ours) {
 function unique(list) {
     return [...new Set(list.filter(Boolean))];
 }
+const labelArgs = (builder, ref) => [
+    'buildx',
+    'imagetools',
+    'inspect',
+    ...(builder ? ['--builder', builder] : []),
+    '--format',
+    '{{json .Image}}',
+    ref
+];
 // Before moving 5, v5 or latest, read the version label of what each points
 // at now; a tag that holds a newer release stays where it is, so re-running
 // an old release cannot roll users back.
@@ -36262,19 +36277,7 @@ async function keepFloatingForward(image, tags, floating, version, builder) {
     const kept = [];
     for (const tag of floating) {
         const ref = `${image}:${tag}`;
-        const read = await (0,src_exec/* attempt */.CD)({
-            phase: 'Tags',
-            args: [
-                'buildx',
-                'imagetools',
-                'inspect',
-                '--builder',
-                builder,
-                '--format',
-                '{{json .Image}}',
-                ref
-            ]
-        });
+        const read = await (0,src_exec/* attempt */.CD)({ phase: 'Tags', args: labelArgs(builder, ref) });
         if (read.exitCode !== 0) {
             if (/not found|manifest unknown/i.test(read.stderr))
                 continue;
@@ -36314,6 +36317,7 @@ function versionLabel(stdout) {
 
 
 
+const inputs_DIGEST = /^sha256:[a-f0-9]{64}$/;
 const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
 // Pinned to the release many projects fell back to when QEMU 9.2 in
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
@@ -36364,6 +36368,16 @@ function getInputs(env = process.env) {
     if (source && image) {
         problems.add('image', image, 'is not used with source; list every destination in mirrors');
     }
+    // Scale-out: per-platform builds pushed by digest, merged by a last job.
+    const pushByDigest = booleanInput('push-by-digest', read('push-by-digest'), false, problems);
+    const digests = digestList(read('digests'), problems);
+    const merging = read('digests').trim() !== '';
+    if (pushByDigest && (source || merging)) {
+        problems.add('push-by-digest', read('push-by-digest'), `cannot be combined with ${source ? 'source' : 'digests'}`);
+    }
+    if (merging && source) {
+        problems.add('digests', read('digests'), 'cannot be combined with source');
+    }
     // Tags: bare tags and templates, or the git tag of a tag push.
     const latest = booleanInput('latest', read('latest'), false, problems);
     const versionFile = read('version-file');
@@ -36386,7 +36400,13 @@ function getInputs(env = process.env) {
         latest,
         fileVersion
     };
-    const release = tagList(read('tags'), tagContext, problems);
+    // A push by digest writes no tag: the merge job tags the index.
+    const release = pushByDigest
+        ? { tags: [], floating: [], notices: [] }
+        : tagList(read('tags'), tagContext, problems);
+    if (pushByDigest && read('tags').trim()) {
+        notice('tags: ignored with push-by-digest; the merge job writes the tags');
+    }
     release.notices.forEach(text => notice(text));
     const tags = release.tags;
     const version = release.version;
@@ -36397,7 +36417,12 @@ function getInputs(env = process.env) {
         }
     }
     // Platforms: normalised, duplicates in other spellings reported once.
-    const platforms = platformList(read('platforms') || DEFAULT_PLATFORMS, problems);
+    const platforms = merging
+        ? mergedPlatforms(read('platforms'), digests, problems)
+        : platformList(read('platforms') || DEFAULT_PLATFORMS, problems);
+    if (pushByDigest && platforms.length !== 1) {
+        problems.add('platforms', read('platforms') || DEFAULT_PLATFORMS, 'must name exactly one platform with push-by-digest (one job per platform)');
+    }
     // Build settings passed through to buildx.
     const context = read('context') || '.';
     const file = read('file');
@@ -36447,8 +36472,15 @@ function getInputs(env = process.env) {
             mirrors.push(name);
         }
     }
+    if ((pushByDigest || merging) && !push) {
+        const name = pushByDigest ? 'push-by-digest' : 'digests';
+        problems.add('push', read('push') || 'false', `must not be false with ${name}, which exists to write to the registry`);
+    }
     if (!push && mirrors.length > 0) {
         notice('mirrors: skipped, because push is false and nothing is pushed');
+    }
+    else if (pushByDigest && mirrors.length > 0) {
+        notice('mirrors: skipped with push-by-digest; the merge job copies');
     }
     warnUnusedCredentials(credentials, [image, ...mirrors], [...cacheFrom, ...cacheTo]);
     // Builder.
@@ -36494,7 +36526,7 @@ function getInputs(env = process.env) {
     // Local files the build reads: a typo costs seconds here, not a failed
     // build after the emulators and the builder are up.
     const remoteContext = /^(https?|git|ssh):\/\/|^git@|\.git(#.*)?$/.test(context);
-    if (!source && !remoteContext) {
+    if (!source && !merging && !remoteContext) {
         if (!isDirectory(context)) {
             problems.add('context', context, 'is not a directory');
         }
@@ -36595,7 +36627,7 @@ function getInputs(env = process.env) {
         cacheFrom,
         cacheTo,
         push,
-        mirrors,
+        mirrors: pushByDigest ? [] : mirrors,
         credentials,
         driver: driver,
         endpoint,
@@ -36620,7 +36652,9 @@ function getInputs(env = process.env) {
         stallTimeout,
         debugPlatform,
         buildxVersion,
-        buildxDownloadUrl
+        buildxDownloadUrl,
+        pushByDigest,
+        digests
     };
     lib_core/* debug */.Yz(`Resolved inputs: ${JSON.stringify(redact(inputs))}`);
     return inputs;
@@ -36733,6 +36767,56 @@ function platformList(text, problems) {
         problems.add('platforms', text, 'names no platform');
     }
     return platforms;
+}
+// digests: one platform=digest line per platform, as push-by-digest jobs
+// print them in their platform-digest output.
+function digestList(text, problems) {
+    const entries = [];
+    const lines = text.split(/\r?\n/).map(line => line.trim());
+    lines.forEach((line, index) => {
+        if (!line)
+            return;
+        const where = `line ${index + 1}`;
+        const at = line.lastIndexOf('=');
+        if (at <= 0) {
+            problems.add('digests', line, `(${where}) is not platform=sha256:<64 hex>`);
+            return;
+        }
+        const digest = line.slice(at + 1).trim();
+        let platform;
+        try {
+            platform = formatPlatform(parsePlatform(line.slice(0, at)));
+        }
+        catch (error) {
+            problems.add('digests', line, `(${where}) has no valid platform: ${message(error)}`);
+            return;
+        }
+        if (!inputs_DIGEST.test(digest)) {
+            problems.add('digests', line, `(${where}) has no digest of the form sha256:<64 hex>`);
+            return;
+        }
+        if (entries.some(entry => entry.platform === platform)) {
+            problems.add('digests', line, `(${where}) repeats platform ${platform}; give one digest per platform`);
+            return;
+        }
+        entries.push({ platform, digest });
+    });
+    return entries;
+}
+// With digests, the platforms are the digests' own; an explicit platforms
+// input must name exactly the same set.
+function mergedPlatforms(text, digests, problems) {
+    const given = digests.map(entry => entry.platform);
+    if (!text.trim())
+        return given;
+    const wanted = platformList(text, problems);
+    for (const platform of wanted.filter(p => !given.includes(p))) {
+        problems.add('digests', platform, 'is missing: platforms lists it, but no digests line gives its digest');
+    }
+    for (const platform of given.filter(p => !wanted.includes(p))) {
+        problems.add('digests', platform, `is not one of platforms (${wanted.join(', ')})`);
+    }
+    return given;
 }
 const AUTH_KEYS = ['registry', 'username', 'password', 'password-env'];
 // Every form of a password that could reach a log: as given, trimmed (what
@@ -37692,7 +37776,140 @@ async function checkMirrorSupport(inputs) {
         'buildx-version to a newer buildx, or build more than one platform.');
 }
 
+;// CONCATENATED MODULE: ./src/merge.ts
+
+
+
+
+// Merge (#7): the per-platform images that push-by-digest jobs pushed
+// become one tagged index, with one imagetools create. A dry run of the
+// same create comes first, so that a digest that is not in the image's
+// repository, or names another platform than its line says, fails before
+// anything is written.
+const merge_PHASE = 'Merge';
+function mergeArgs(image, tags, digests, dryRun = false) {
+    const args = ['buildx', 'imagetools', 'create'];
+    if (dryRun)
+        args.push('--dry-run');
+    for (const tag of tags)
+        args.push('--tag', `${image}:${tag}`);
+    for (const { digest } of digests)
+        args.push(`${image}@${digest}`);
+    return args;
+}
+// The index's platform entries; attestation entries are not platforms.
+function indexEntries(text) {
+    const index = JSON.parse(text);
+    return (index.manifests ?? [])
+        .map(entry => ({
+        platform: fromDescriptor(entry.platform ?? {}),
+        digest: entry.digest ?? ''
+    }))
+        .filter(entry => entry.platform !== 'unknown/unknown');
+}
+// Every platform exactly once, each at the digest its line gave.
+function checkEntries(entries, digests) {
+    const problems = [];
+    for (const { platform, digest } of digests) {
+        const found = entries.filter(entry => entry.platform === platform);
+        if (found.length === 0) {
+            problems.push(`${platform} is missing from the index (its digest ${digest} ` +
+                `holds ${entries.find(e => e.digest === digest)?.platform ?? 'another platform'})`);
+        }
+        else if (found.length > 1) {
+            problems.push(`${platform} is in the index ${found.length} times`);
+        }
+        else if (found[0].digest !== digest) {
+            problems.push(`${platform} is ${found[0].digest}, expected ${digest}`);
+        }
+    }
+    const extra = entries.filter(e => !digests.some(d => d.platform === e.platform));
+    for (const entry of extra) {
+        problems.push(`${entry.platform} (${entry.digest}) is in no digests line`);
+    }
+    return problems;
+}
+async function merge(inputs) {
+    const { image, tags, digests } = inputs;
+    for (const { platform, digest } of digests) {
+        lib_core/* info */.pq(`${platform}: ${image}@${digest}`);
+    }
+    // The dry run prints the index that would be pushed.
+    const command = {
+        phase: merge_PHASE,
+        args: mergeArgs(image, tags, digests, true),
+        subject: image
+    };
+    const planned = await (0,src_exec/* attempt */.CD)(command);
+    if (planned.exitCode !== 0) {
+        throw new src_exec/* PhaseError */.wo(merge_PHASE, `digests: cannot read every digest from ${image}` +
+            `${await absent(image, digests)}; each line must name an image ` +
+            `pushed to ${image} (by push-by-digest with the same image). ` +
+            (0,src_exec/* failure */.V2)(command, planned));
+    }
+    const problems = checkEntries(indexEntries(planned.stdout), digests);
+    if (problems.length > 0) {
+        throw new src_exec/* PhaseError */.wo(merge_PHASE, `digests: the index for ${image} would be wrong: ${problems.join('; ')}. Nothing was written.`);
+    }
+    // The real create, then every tag read back.
+    const create = {
+        phase: merge_PHASE,
+        args: mergeArgs(image, tags, digests),
+        subject: image,
+        echo: true
+    };
+    const created = await (0,src_exec/* attempt */.CD)(create);
+    if (created.exitCode !== 0) {
+        throw new src_exec/* PhaseError */.wo(merge_PHASE, (0,src_exec/* failure */.V2)(create, created));
+    }
+    const read = {
+        phase: merge_PHASE,
+        args: inspectArgs('', `${image}:${tags[0]}`),
+        subject: image
+    };
+    const written = await (0,src_exec/* attempt */.CD)(read);
+    if (written.exitCode !== 0) {
+        throw new src_exec/* PhaseError */.wo(merge_PHASE, (0,src_exec/* failure */.V2)(read, written));
+    }
+    const first = parseInspect(written.stdout);
+    const after = checkEntries(indexEntries(written.stdout), digests);
+    for (const tag of tags.slice(1)) {
+        const found = await inspect('', `${image}:${tag}`);
+        if (found.digest !== first.digest) {
+            after.push(`${image}:${tag} holds ${found.digest}, expected ${first.digest}`);
+        }
+    }
+    if (after.length > 0) {
+        throw new src_exec/* PhaseError */.wo(merge_PHASE, `${image}: ${after.join('; ')}`);
+    }
+    const platforms = digests.map(entry => entry.platform);
+    lib_core/* info */.pq(`${image}@${first.digest} holds ${platforms.join(', ')}, tagged ${tags.join(', ')}`);
+    return {
+        digest: first.digest,
+        metadata: {},
+        mediaType: first.mediaType,
+        platforms
+    };
+}
+// Which lines name a digest the image's repository does not hold.
+async function absent(image, digests) {
+    const missing = [];
+    for (const { platform, digest } of digests) {
+        const found = await (0,src_exec/* attempt */.CD)({
+            phase: merge_PHASE,
+            args: inspectArgs('', `${image}@${digest}`),
+            subject: image
+        });
+        if (found.exitCode !== 0)
+            missing.push(`${platform}=${digest}`);
+    }
+    return missing.length > 0
+        ? ` (${image} holds no ${missing.join(', no ')})`
+        : '';
+}
+
 ;// CONCATENATED MODULE: ./src/plan.ts
+
 
 
 
@@ -37736,20 +37953,11 @@ function plan(inputs) {
     let source = `${inputs.image}@${plan_DIGEST}`;
     if (copying) {
         docker(inspectArgs('', inputs.source));
-        source = `${inputs.source.split(/[:@](?=[^/]*$)/)[0]}@${plan_DIGEST}`;
+        source = `${sourceRepository(inputs.source)}@${plan_DIGEST}`;
     }
     else {
         for (const tag of inputs.push ? inputs.floatingTags : []) {
-            docker([
-                'buildx',
-                'imagetools',
-                'inspect',
-                '--builder',
-                builder,
-                '--format',
-                '{{json .Image}}',
-                `${inputs.image}:${tag}`
-            ]);
+            docker(labelArgs(builder, `${inputs.image}:${tag}`));
         }
         docker(buildArgs(inputs, builder, '<metadata file>'));
         if (inputs.push)
@@ -37815,6 +38023,11 @@ function setOutputs(outcome) {
     lib_core/* setOutput */.uH('metadata', JSON.stringify(outcome.built.metadata));
     lib_core/* setOutput */.uH('mirrors', JSON.stringify(outcome.mirrors));
     lib_core/* setOutput */.uH('builder', outcome.builder);
+    // One line a merge job takes as is into its digests input.
+    const { inputs, built } = outcome;
+    lib_core/* setOutput */.uH('platform-digest', inputs.pushByDigest && built.digest
+        ? `${inputs.platforms[0]}=${built.digest}`
+        : '');
 }
 // Plain words only: the summary table is HTML, where Markdown shows as is.
 function mirrorStatus(mirror) {
@@ -37863,6 +38076,10 @@ async function writeSummary(outcome) {
         .addHeading('Multi-platform release', 2)
         .addTable([header, ...summaryRows(outcome)])
         .addRaw(`Platforms: ${built.platforms.join(', ')}`, true);
+    if (inputs.pushByDigest && built.digest) {
+        summary.addRaw(`Pushed by digest only (no tag); for the merge job's digests: ` +
+            `${inputs.platforms[0]}=${built.digest}`, true);
+    }
     const pulled = inputs.image || outcome.mirrors.find(m => m.digest)?.mirror;
     if (built.digest && pulled) {
         summary.addCodeBlock(`docker pull ${pulled}@${built.digest}`, 'sh');
@@ -37907,6 +38124,7 @@ var state = __nccwpck_require__(2462);
 
 
 
+
 // The release recipe: one call per phase, each in its own log group.
 async function main() {
     state/* markMain */.rH();
@@ -37933,7 +38151,9 @@ async function main() {
         const tempDir = workDir();
         const dockerConfigDir = (0,logins/* useRunConfig */.P4)(tempDir);
         await phase('Setting up buildx', () => setupBuildx(inputs, dockerConfigDir));
-        const copying = inputs.source !== '';
+        // Mirror-only (source) and merge (digests) modes build nothing.
+        const merging = inputs.digests.length > 0;
+        const copying = inputs.source !== '' || merging;
         if (!copying) {
             await phase('Installing emulators', () => ensureEmulators(inputs));
         }
@@ -37943,12 +38163,14 @@ async function main() {
         await phase('Logging in', () => (0,logins/* login */.iD)(inputs.credentials));
         if (!copying)
             await checkMirrorSupport(inputs);
-        const release = copying
+        const release = inputs.source
             ? inputs
             : await phase('Checking floating tags', () => floatingTags(inputs, builder));
-        const built = copying
-            ? await phase('Reading the source', () => readSource(inputs))
-            : await phase('Building', async () => checkPushed(release, builder, await build(release, builder, tempDir)));
+        const built = merging
+            ? await phase('Merging digests', () => merge(release))
+            : copying
+                ? await phase('Reading the source', () => readSource(inputs))
+                : await phase('Building', async () => checkPushed(release, builder, await build(release, builder, tempDir)));
         const mirrors = await phase('Copying to mirrors', () => mirror(release, builder, built));
         await phase('Reporting', async () => {
             const outcome = { inputs: release, builder, built, mirrors, timings };

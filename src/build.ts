@@ -70,7 +70,16 @@ export function buildArgs(
   args.push(`--provenance=${inputs.provenance}`, `--sbom=${inputs.sbom}`)
   if (inputs.noCache) args.push('--no-cache')
   if (inputs.pull) args.push('--pull')
-  if (inputs.push) args.push('--push')
+  if (inputs.pushByDigest) {
+    // No tag: the image is reachable by its digest only, until the merge
+    // job puts it in the tagged index.
+    args.push(
+      '--output',
+      `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`
+    )
+  } else if (inputs.push) {
+    args.push('--push')
+  }
   args.push('--metadata-file', metadataFile, inputs.context)
   return args
 }

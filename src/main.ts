@@ -21,6 +21,7 @@ import {
   type MirrorResult,
   type Published
 } from './mirrors.js'
+import {merge} from './merge.js'
 import {printPlan} from './plan.js'
 import {setOutputs, writeFailure, writeSummary, type Timing} from './report.js'
 import * as state from './state.js'
@@ -56,7 +57,9 @@ export async function main(): Promise<void> {
     const tempDir = workDir()
     const dockerConfigDir = useRunConfig(tempDir)
     await phase('Setting up buildx', () => setupBuildx(inputs, dockerConfigDir))
-    const copying = inputs.source !== ''
+    // Mirror-only (source) and merge (digests) modes build nothing.
+    const merging = inputs.digests.length > 0
+    const copying = inputs.source !== '' || merging
     if (!copying) {
       await phase('Installing emulators', () => ensureEmulators(inputs))
     }
@@ -65,16 +68,22 @@ export async function main(): Promise<void> {
       : await phase('Preparing the builder', () => prepareBuilder(inputs))
     await phase('Logging in', () => login(inputs.credentials))
     if (!copying) await checkMirrorSupport(inputs)
-    const release = copying
+    const release = inputs.source
       ? inputs
       : await phase('Checking floating tags', () =>
           floatingTags(inputs, builder)
         )
-    const built = copying
-      ? await phase('Reading the source', () => readSource(inputs))
-      : await phase('Building', async () =>
-          checkPushed(release, builder, await build(release, builder, tempDir))
-        )
+    const built = merging
+      ? await phase('Merging digests', () => merge(release))
+      : copying
+        ? await phase('Reading the source', () => readSource(inputs))
+        : await phase('Building', async () =>
+            checkPushed(
+              release,
+              builder,
+              await build(release, builder, tempDir)
+            )
+          )
     const mirrors = await phase('Copying to mirrors', () =>
       mirror(release, builder, built)
     )

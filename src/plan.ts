@@ -4,7 +4,8 @@ import {bootArgs, createArgs, removeArgs} from './builder.js'
 import {emulatedPlatforms, installArgs, isRegistered} from './emulators.js'
 import type {Inputs} from './inputs.js'
 import {loginArgs, logoutArgs} from './logins.js'
-import {copyArgs, inspectArgs} from './mirrors.js'
+import {copyArgs, inspectArgs, sourceRepository} from './mirrors.js'
+import {labelArgs} from './tags.js'
 
 // dry-run: every command the run would make, in order, the post step's
 // included, and every tag on every registry, without running any of them.
@@ -48,19 +49,10 @@ export function plan(inputs: Inputs): string[][] {
   let source = `${inputs.image}@${DIGEST}`
   if (copying) {
     docker(inspectArgs('', inputs.source))
-    source = `${inputs.source.split(/[:@](?=[^/]*$)/)[0]}@${DIGEST}`
+    source = `${sourceRepository(inputs.source)}@${DIGEST}`
   } else {
     for (const tag of inputs.push ? inputs.floatingTags : []) {
-      docker([
-        'buildx',
-        'imagetools',
-        'inspect',
-        '--builder',
-        builder,
-        '--format',
-        '{{json .Image}}',
-        `${inputs.image}:${tag}`
-      ])
+      docker(labelArgs(builder, `${inputs.image}:${tag}`))
     }
     docker(buildArgs(inputs, builder, '<metadata file>'))
     if (inputs.push) docker(inspectArgs(builder, source))

@@ -39,6 +39,14 @@ export function setOutputs(outcome: Outcome): void {
   core.setOutput('metadata', JSON.stringify(outcome.built.metadata))
   core.setOutput('mirrors', JSON.stringify(outcome.mirrors))
   core.setOutput('builder', outcome.builder)
+  // One line a merge job takes as is into its digests input.
+  const {inputs, built} = outcome
+  core.setOutput(
+    'platform-digest',
+    inputs.pushByDigest && built.digest
+      ? `${inputs.platforms[0]}=${built.digest}`
+      : ''
+  )
 }
 
 // Plain words only: the summary table is HTML, where Markdown shows as is.
@@ -92,6 +100,13 @@ export async function writeSummary(outcome: Outcome): Promise<void> {
     .addHeading('Multi-platform release', 2)
     .addTable([header, ...summaryRows(outcome)])
     .addRaw(`Platforms: ${built.platforms.join(', ')}`, true)
+  if (inputs.pushByDigest && built.digest) {
+    summary.addRaw(
+      `Pushed by digest only (no tag); for the merge job's digests: ` +
+        `${inputs.platforms[0]}=${built.digest}`,
+      true
+    )
+  }
   const pulled = inputs.image || outcome.mirrors.find(m => m.digest)?.mirror
   if (built.digest && pulled) {
     summary.addCodeBlock(`docker pull ${pulled}@${built.digest}`, 'sh')

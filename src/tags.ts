@@ -169,6 +169,16 @@ function unique(list: string[]): string[] {
   return [...new Set(list.filter(Boolean))]
 }
 
+export const labelArgs = (builder: string, ref: string): string[] => [
+  'buildx',
+  'imagetools',
+  'inspect',
+  ...(builder ? ['--builder', builder] : []),
+  '--format',
+  '{{json .Image}}',
+  ref
+]
+
 // Before moving 5, v5 or latest, read the version label of what each points
 // at now; a tag that holds a newer release stays where it is, so re-running
 // an old release cannot roll users back.
@@ -182,19 +192,7 @@ export async function keepFloatingForward(
   const kept: string[] = []
   for (const tag of floating) {
     const ref = `${image}:${tag}`
-    const read = await attempt({
-      phase: 'Tags',
-      args: [
-        'buildx',
-        'imagetools',
-        'inspect',
-        '--builder',
-        builder,
-        '--format',
-        '{{json .Image}}',
-        ref
-      ]
-    })
+    const read = await attempt({phase: 'Tags', args: labelArgs(builder, ref)})
     if (read.exitCode !== 0) {
       if (/not found|manifest unknown/i.test(read.stderr)) continue
       core.warning(

@@ -1,4 +1,4 @@
-import {existsSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {existsSync, readFileSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {
   FIXTURES,
@@ -7,6 +7,7 @@ import {
   authYaml,
   commandsOf,
   expectCopiedOnce,
+  expectNoSecret,
   manifest,
   passwordEnv,
   requestsFor,
@@ -28,40 +29,6 @@ const quick = {
   context: CONTEXT,
   driver: 'docker',
   network: 'host'
-}
-
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return []
-  return readdirSync(dir).flatMap(name => {
-    const path = join(dir, name)
-    return statSync(path).isDirectory() ? filesUnder(path) : [path]
-  })
-}
-
-// No password, nor base64 of user:password, anywhere a runner keeps text.
-function expectNoSecret(run: Run): void {
-  for (const {username, password} of Object.values(USERS)) {
-    for (const form of [
-      password,
-      Buffer.from(`${username}:${password}`).toString('base64')
-    ]) {
-      const logged = run.stdout
-        .split('\n')
-        .filter(line => !line.startsWith('::add-mask::'))
-        .join('\n')
-      expect(logged).not.toContain(form)
-      expect(JSON.stringify(run.argv)).not.toContain(form)
-      expect(JSON.stringify(run.outputs)).not.toContain(form)
-      expect(run.summary).not.toContain(form)
-      expect(run.post.stdout).not.toContain(form)
-      for (const file of filesUnder(run.runnerTemp)) {
-        expect(readFileSync(file, 'utf8')).not.toContain(form)
-      }
-      for (const file of filesUnder(join(run.dir, 'user-docker-config'))) {
-        expect(readFileSync(file, 'utf8')).not.toContain(form)
-      }
-    }
-  }
 }
 
 describe('rejected inputs change nothing', () => {

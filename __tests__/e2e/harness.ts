@@ -1,5 +1,5 @@
 import {expect} from '@jest/globals'
-import {readFileSync} from 'node:fs'
+import {existsSync, readFileSync, readdirSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {ROOT, stackEnv, type Run} from '../../scripts/runner.mjs'
 
@@ -160,4 +160,38 @@ export function expectCopiedOnce(
       .filter((_, i) => create[i - 1] === '--tag')
       .map(ref => ref.slice(mirror.length + 1))
   )
+}
+
+export function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir).flatMap(name => {
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? filesUnder(path) : [path]
+  })
+}
+
+// No password, nor base64 of user:password, anywhere a runner keeps text.
+export function expectNoSecret(run: Run): void {
+  for (const {username, password} of Object.values(USERS)) {
+    for (const form of [
+      password,
+      Buffer.from(`${username}:${password}`).toString('base64')
+    ]) {
+      const logged = run.stdout
+        .split('\n')
+        .filter(line => !line.startsWith('::add-mask::'))
+        .join('\n')
+      expect(logged).not.toContain(form)
+      expect(JSON.stringify(run.argv)).not.toContain(form)
+      expect(JSON.stringify(run.outputs)).not.toContain(form)
+      expect(run.summary).not.toContain(form)
+      expect(run.post.stdout).not.toContain(form)
+      for (const file of filesUnder(run.runnerTemp)) {
+        expect(readFileSync(file, 'utf8')).not.toContain(form)
+      }
+      for (const file of filesUnder(join(run.dir, 'user-docker-config'))) {
+        expect(readFileSync(file, 'utf8')).not.toContain(form)
+      }
+    }
+  }
 }

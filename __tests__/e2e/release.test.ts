@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {readdirSync, readFileSync, statSync} from 'node:fs'
+import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {
   FIXTURES,
@@ -9,6 +9,7 @@ import {
   blobExists,
   commandsOf,
   expectCopiedOnce,
+  expectNoSecret,
   manifest,
   passwordEnv,
   runAction,
@@ -31,36 +32,6 @@ function docker(...args: string[]): {status: number; stdout: string} {
     env: {...process.env, ...stackEnv()}
   })
   return {status: out.status ?? -1, stdout: out.stdout}
-}
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap(name => {
-    const path = join(dir, name)
-    return statSync(path).isDirectory() ? filesUnder(path) : [path]
-  })
-}
-
-function expectNoSecret(run: Run): void {
-  for (const {username, password} of Object.values(USERS)) {
-    const forms = [
-      password,
-      Buffer.from(`${username}:${password}`).toString('base64')
-    ]
-    const logged = run.stdout
-      .split('\n')
-      .filter(line => !line.startsWith('::add-mask::'))
-      .join('\n')
-    for (const form of forms) {
-      expect(logged).not.toContain(form)
-      expect(JSON.stringify(run.argv)).not.toContain(form)
-      expect(JSON.stringify(run.outputs)).not.toContain(form)
-      expect(run.summary).not.toContain(form)
-      expect(run.post.stdout).not.toContain(form)
-      for (const file of filesUnder(run.runnerTemp)) {
-        expect(readFileSync(file, 'utf8')).not.toContain(form)
-      }
-    }
-  }
 }
 
 describe('a three-platform release', () => {
