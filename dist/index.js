@@ -31979,1140 +31979,6 @@ var external_node_fs_ = __nccwpck_require__(3024);
 var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./src/exec.ts + 1 modules
-var src_exec = __nccwpck_require__(4981);
-;// CONCATENATED MODULE: ./src/platforms.ts
-// Platform strings, normalised the way containerd does, so that the
-// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
-// `linux/x86_64`) compare equal to what BuildKit writes into the index.
-const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
-// Architecture aliases to their canonical name and default variant.
-const ARCH_ALIASES = {
-    amd64: ['amd64'],
-    x86_64: ['amd64'],
-    'x86-64': ['amd64'],
-    arm64: ['arm64'],
-    aarch64: ['arm64'],
-    arm: ['arm', 'v7'],
-    armhf: ['arm', 'v7'],
-    armel: ['arm', 'v6'],
-    '386': ['386'],
-    i386: ['386'],
-    i686: ['386'],
-    ppc64le: ['ppc64le'],
-    s390x: ['s390x'],
-    riscv64: ['riscv64'],
-    mips64le: ['mips64le'],
-    mips64: ['mips64'],
-    loong64: ['loong64']
-};
-// Variants each architecture accepts; the first entry is the one containerd
-// drops because it is the architecture's baseline.
-const VARIANTS = {
-    amd64: ['v1', 'v2', 'v3', 'v4'],
-    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
-    arm: ['', 'v5', 'v6', 'v7', 'v8']
-};
-// Common typos with the platform the user most likely meant.
-const SUGGESTIONS = {
-    'amd64/v8': 'linux/arm64',
-    armv7: 'linux/arm/v7',
-    armv7l: 'linux/arm/v7',
-    armv6: 'linux/arm/v6',
-    armv8: 'linux/arm64',
-    arm64v8: 'linux/arm64',
-    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
-};
-class PlatformError extends Error {
-}
-function parsePlatform(text) {
-    const parts = text.trim().toLowerCase().split('/');
-    const [os, arch, variant] = parts;
-    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
-    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
-    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
-        throw new PlatformError(`expected os/arch[/variant]${hint}`);
-    }
-    if (!OSES.includes(os)) {
-        const near = OSES.find(known => distance(known, os) <= 2);
-        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
-        throw new PlatformError(`unknown os "${os}"${guess}`);
-    }
-    const alias = ARCH_ALIASES[arch];
-    if (!alias) {
-        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
-    }
-    const [canonical, defaultVariant] = alias;
-    const known = VARIANTS[canonical] ?? [];
-    if (variant !== undefined && !known.includes(variant)) {
-        const accepted = known.filter(Boolean).join(', ') || 'none';
-        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
-    }
-    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
-}
-function normalise(platform) {
-    const { os, arch } = platform;
-    let variant = platform.variant;
-    if (arch === 'arm64' && variant === 'v8')
-        variant = undefined;
-    if (arch === 'amd64' && variant === 'v1')
-        variant = undefined;
-    if (arch === 'arm' && !variant)
-        variant = 'v7';
-    return variant ? { os, arch, variant } : { os, arch };
-}
-function formatPlatform(platform) {
-    const { os, arch, variant } = platform;
-    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
-}
-// An index entry's platform, as BuildKit writes it, in canonical form.
-function fromDescriptor(platform) {
-    const os = platform.os ?? 'unknown';
-    const arch = platform.architecture ?? 'unknown';
-    if (os === 'unknown' || arch === 'unknown')
-        return `${os}/${arch}`;
-    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
-}
-// The platforms this machine runs without emulation.
-function nativePlatforms(hostArch = process.arch) {
-    switch (hostArch) {
-        case 'x64':
-            return ['linux/amd64', 'linux/386'];
-        case 'arm64':
-            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
-        case 'arm':
-            return ['linux/arm/v7', 'linux/arm/v6'];
-        default:
-            return [`linux/${hostArch}`];
-    }
-}
-// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
-// and the architecture name the binfmt installer image takes.
-const EMULATORS = {
-    amd64: ['qemu-x86_64', 'amd64'],
-    arm64: ['qemu-aarch64', 'arm64'],
-    arm: ['qemu-arm', 'arm'],
-    '386': ['qemu-i386', '386'],
-    ppc64le: ['qemu-ppc64le', 'ppc64le'],
-    s390x: ['qemu-s390x', 's390x'],
-    riscv64: ['qemu-riscv64', 'riscv64'],
-    mips64le: ['qemu-mips64el', 'mips64le'],
-    mips64: ['qemu-mips64', 'mips64'],
-    loong64: ['qemu-loongarch64', 'loong64']
-};
-function emulatorFor(platform) {
-    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
-    return { handler, installName };
-}
-function distance(a, b) {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-        let previous = row[0];
-        row[0] = i;
-        for (let j = 1; j <= b.length; j++) {
-            const current = row[j];
-            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
-            previous = current;
-        }
-    }
-    return row[b.length];
-}
-
-;// CONCATENATED MODULE: ./src/emulators.ts
-
-
-
-
-
-// Emulators: every requested platform the runner cannot execute natively
-// needs a QEMU handler in the kernel's binfmt_misc table before the build.
-// The installer's word is not enough (tonistiigi/binfmt exits 0 even when a
-// handler failed to register), so its JSON status and the kernel's own
-// entries are both read back, and a platform that still cannot run stops
-// the release here, by name, instead of as an "exec format error" deep in
-// the build log.
-const PHASE = 'Emulators';
-// Tests point this at a directory of their own so they never change the
-// machine's real handlers.
-const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
-function emulatedPlatforms(platforms, native = nativePlatforms()) {
-    return platforms
-        .filter(platform => !native.includes(platform))
-        .map(platform => ({ platform, ...emulatorFor(platform) }));
-}
-function isRegistered(handler, dir = binfmtDir()) {
-    const entry = (0,external_node_path_.join)(dir, handler);
-    if (!(0,external_node_fs_.existsSync)(entry))
-        return false;
-    return (0,external_node_fs_.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
-}
-function installArgs(image, names) {
-    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
-}
-function parseInstallerStatus(stdout) {
-    const from = stdout.indexOf('{');
-    const to = stdout.lastIndexOf('}');
-    if (from < 0 || to < from)
-        return null;
-    let parsed;
-    try {
-        parsed = JSON.parse(stdout.slice(from, to + 1));
-    }
-    catch {
-        return null;
-    }
-    if (typeof parsed !== 'object' || parsed === null)
-        return null;
-    const fields = parsed;
-    const list = (value) => value === null || value === undefined
-        ? []
-        : Array.isArray(value) && value.every(v => typeof v === 'string')
-            ? value
-            : undefined;
-    const supported = list(fields.supported);
-    const emulators = list(fields.emulators);
-    if (!supported || !emulators || !('supported' in fields))
-        return null;
-    return { supported: supported.map(emulators_normalise), emulators };
-}
-const emulators_normalise = (platform) => {
-    try {
-        return formatPlatform(parsePlatform(platform));
-    }
-    catch {
-        return platform;
-    }
-};
-// For each need still unmet, why: the kernel has no enabled entry, or the
-// installer says it has no such emulator or cannot run the platform.
-function unmet(needs, status, registered) {
-    return needs
-        .map(need => {
-        const why = [];
-        const kernel = registered(need.handler);
-        if (!kernel)
-            why.push(`no ${need.handler} in ${binfmtDir()}`);
-        if (status && !status.emulators.includes(need.handler)) {
-            why.push(`the installer lists no ${need.handler} emulator`);
-        }
-        if (status && !status.supported.includes(need.platform)) {
-            why.push(`the installer does not list ${need.platform} as supported`);
-        }
-        return { need, kernel, why };
-    })
-        .filter(entry => entry.why.length > 0);
-}
-async function ensureEmulators(inputs) {
-    if (inputs.driver === 'remote') {
-        // TODO(#7): a remote builder with a local node appended would need the
-        // local checks for that node.
-        lib_core/* info */.pq('driver: remote builds on its own nodes; the platforms its BuildKit ' +
-            'reports are checked before the build');
-        return [];
-    }
-    const needs = emulatedPlatforms(inputs.platforms);
-    if (needs.length === 0) {
-        lib_core/* info */.pq('Every platform runs natively; installing nothing');
-        return [];
-    }
-    if (inputs.qemu === 'false') {
-        const missing = needs.filter(n => !isRegistered(n.handler));
-        if (missing.length > 0) {
-            throw new src_exec/* PhaseError */.wo(PHASE, `qemu: false, but ${missingList(missing)} cannot run on this runner ` +
-                'without emulation. Emulation is missing and the action was told ' +
-                'not to install it: set qemu: auto, install the handlers in an ' +
-                'earlier step, or drop the platform.', missing.map(n => n.platform).join(', '));
-        }
-        lib_core/* info */.pq('qemu: false; every handler needed is already registered');
-        return [];
-    }
-    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
-    for (const need of needs.filter(n => !missing.includes(n))) {
-        lib_core/* info */.pq(`${need.platform}: ${need.handler} is already registered`);
-    }
-    if (missing.length === 0)
-        return [];
-    const names = [...new Set(missing.map(n => n.installName))];
-    lib_core/* info */.pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
-    const installed = await (0,src_exec/* attempt */.CD)({
-        phase: PHASE,
-        args: installArgs(inputs.qemuImage, names),
-        echo: true
-    });
-    if (installed.exitCode !== 0) {
-        const still = missing.filter(n => !isRegistered(n.handler));
-        if (still.length > 0) {
-            throw new src_exec/* PhaseError */.wo(PHASE, `emulation is missing and cannot be installed: ${missingList(still)}` +
-                `; installing it with ${inputs.qemuImage} failed ` +
-                `(docker run exited with ${installed.exitCode}` +
-                `${lastLine(installed.stderr)}). ` +
-                'A build for this platform would fail with "exec format error". ' +
-                'Check that the runner can run privileged containers and pull ' +
-                'qemu-image, or install the handlers in an earlier step.', still.map(n => n.platform).join(', '));
-        }
-        lib_core/* warning */.$e(`${inputs.qemuImage} exited with ${installed.exitCode}, but every ` +
-            'handler needed is registered now; going on');
-    }
-    const status = parseInstallerStatus(installed.stdout);
-    if (installed.exitCode === 0 && !status) {
-        lib_core/* warning */.$e(`${inputs.qemuImage} printed no status JSON; relying on ${binfmtDir()} alone`);
-    }
-    else if (status) {
-        lib_core/* info */.pq(`Installer status: supported ${status.supported.join(', ') || 'none'}; ` +
-            `emulators ${status.emulators.join(', ') || 'none'}`);
-    }
-    const problems = unmet(needs, status, handler => isRegistered(handler));
-    if (problems.length > 0) {
-        const list = problems
-            .map(({ need, why }) => `${need.platform} (${why.join('; ')})`)
-            .join(', ');
-        const what = problems.some(p => !p.kernel)
-            ? 'no emulator is registered for'
-            : 'no working emulator for';
-        // The platforms are in the message itself, so no subject.
-        throw new src_exec/* PhaseError */.wo(PHASE, `${what} ${list} after running ${inputs.qemuImage}. The installer ` +
-            'exits 0 even when a handler fails to register; a build would fail ' +
-            'later with "exec format error". Try another qemu-image, or install ' +
-            'the handlers in an earlier step.');
-    }
-    for (const need of missing) {
-        lib_core/* info */.pq(`${need.platform}: ${need.handler} registered and supported`);
-    }
-    return missing.map(n => n.platform);
-}
-function missingList(needs) {
-    return needs
-        .map(n => `${n.platform} needs the ${n.handler} handler (not in ${binfmtDir()})`)
-        .join(', ');
-}
-function lastLine(text) {
-    const lines = text
-        .trim()
-        .split('\n')
-        .filter(line => line && !line.startsWith('WARNING:'));
-    return lines.length > 0 ? `: ${lines[lines.length - 1]}` : '';
-}
-// --- Builders that are not on this runner ----------------------------------
-const inspectBuilderArgs = (builder) => [
-    'buildx',
-    'inspect',
-    '--builder',
-    builder
-];
-// `docker buildx inspect` prints one "Platforms:" line per node; a `*`
-// marks platforms set by hand. The union of every node's list.
-function builderPlatforms(inspect) {
-    const platforms = new Set();
-    for (const line of inspect.split('\n')) {
-        const match = /^\s*Platforms:\s*(.*)$/.exec(line);
-        if (!match)
-            continue;
-        for (const entry of match[1].split(',')) {
-            const name = entry.trim().replace(/\*$/, '');
-            if (name)
-                platforms.add(emulators_normalise(name));
-        }
-    }
-    return [...platforms];
-}
-// A remote builder runs on its own nodes: what matters is what its BuildKit
-// says it can build, not this runner's binfmt_misc.
-async function checkBuilderPlatforms(builder, platforms) {
-    const { stdout } = await (0,src_exec/* run */.eF)({
-        phase: PHASE,
-        args: inspectBuilderArgs(builder),
-        subject: builder
-    });
-    const offered = builderPlatforms(stdout);
-    if (offered.length === 0) {
-        lib_core/* warning */.$e(`builder ${builder} reported no platforms; cannot check ${platforms.join(', ')} before building`);
-        return;
-    }
-    const missing = platforms.filter(p => !offered.includes(p));
-    if (missing.length > 0) {
-        throw new src_exec/* PhaseError */.wo(PHASE, `builder ${builder} cannot build ${missing.join(', ')}: its nodes ` +
-            `report ${offered.join(', ')}. Register QEMU (binfmt) on the BuildKit ` +
-            'host and restart it, or add a node of that architecture.', missing.join(', '));
-    }
-    lib_core/* info */.pq(`builder ${builder} reports ${platforms.join(', ')}`);
-}
-
-;// CONCATENATED MODULE: ./src/progress.ts
-
-const LOG_LINES = 40;
-const TEXT_LINES = 200;
-// QEMU's own last words before it dies with the program it runs, for
-// example "qemu: uncaught target signal 11 (Segmentation fault) - core
-// dumped" (qemu-user prints it for any fatal signal the guest did not
-// handle).
-const QEMU_FATAL = /\bqemu(?:-[\w.-]+)?: (?:uncaught target signal \d+|unhandled (?:CPU exception|trap)|fatal:)/;
-const isQemuFatal = (line) => QEMU_FATAL.test(line);
-const SIGNALS = {
-    4: 'SIGILL',
-    5: 'SIGTRAP',
-    6: 'SIGABRT',
-    7: 'SIGBUS',
-    8: 'SIGFPE',
-    9: 'SIGKILL',
-    11: 'SIGSEGV',
-    15: 'SIGTERM'
-};
-const CANCELED = /context canceled|^Canceled\b/i;
-// "[linux/arm/v7 builder 3/4] RUN make" -> platform and the rest of the
-// name. Single-platform builds leave the platform out: "[3/4] RUN make".
-function splitName(name) {
-    const match = /^\[([^\]]*)\] ?(.*)$/s.exec(name);
-    if (!match)
-        return { platform: '', label: name };
-    const words = match[1].split(' ');
-    let platform = '';
-    if (words[0].includes('/') && !/^\d+\/\d+$/.test(words[0])) {
-        try {
-            platform = formatPlatform(parsePlatform(words[0]));
-            words.shift();
-        }
-        catch {
-            // Not a platform after all (a stage name with a slash); keep it.
-        }
-    }
-    const inside = words.join(' ');
-    return { platform, label: inside ? `[${inside}] ${match[2]}` : match[2] };
-}
-// Splits a stream into lines, whatever the chunk boundaries.
-function lineSplitter(onLine) {
-    let pending = '';
-    return {
-        write(chunk) {
-            pending += chunk;
-            let at = pending.indexOf('\n');
-            while (at >= 0) {
-                onLine(pending.slice(0, at).replace(/\r$/, ''));
-                pending = pending.slice(at + 1);
-                at = pending.indexOf('\n');
-            }
-        },
-        end() {
-            if (pending)
-                onLine(pending);
-            pending = '';
-        }
-    };
-}
-class BuildProgress {
-    mode;
-    platforms;
-    print;
-    now;
-    // The time of the last line of any kind: what stall-timeout measures.
-    lastOutput;
-    // Lines that were not progress: buildx's ERROR line, the Dockerfile
-    // excerpt it quotes, warnings.
-    text = [];
-    byKey = new Map();
-    partial = new Map();
-    startedAt = new Map();
-    json;
-    block = ''; // the step whose lines are being printed (rawjson)
-    plainBlock; // the step a plain block is about
-    plainFresh = true; // the next plain `#N` line opens a block
-    constructor(mode, 
-    // The build's platforms: with only one, buildx leaves it out of the
-    // step names, and it is filled in here.
-    platforms, print = () => undefined, now = Date.now) {
-        this.mode = mode;
-        this.platforms = platforms;
-        this.print = print;
-        this.now = now;
-        this.lastOutput = now();
-    }
-    steps() {
-        return [...this.byKey.values()];
-    }
-    // Steps that began and have not ended, in the order they appeared.
-    running() {
-        return this.steps().filter(step => step.started && !step.completed);
-    }
-    line(line) {
-        this.lastOutput = this.now();
-        if (this.mode === 'plain') {
-            this.print(line);
-            this.plainLine(line);
-        }
-        else {
-            this.jsonLine(line);
-        }
-    }
-    // The end of the stream: lines a step left unfinished count as printed.
-    end() {
-        for (const [key, rest] of this.partial) {
-            const step = this.byKey.get(key);
-            if (step && rest)
-                this.addLog(step, rest, undefined);
-        }
-        this.partial.clear();
-    }
-    // --- rawjson -------------------------------------------------------------
-    // buildx writes each event as indented JSON: "{" and "}" alone on their
-    // lines, everything inside indented. Anything else is text.
-    jsonLine(line) {
-        if (this.json) {
-            this.json.push(line);
-            if (line === '}') {
-                const text = this.json.join('\n');
-                this.json = undefined;
-                this.jsonEvent(text);
-            }
-            return;
-        }
-        if (line === '{') {
-            this.json = [line];
-        }
-        else if (line.startsWith('{') && line.endsWith('}')) {
-            this.jsonEvent(line); // one event per line, should buildx ever do so
-        }
-        else {
-            this.addText(line);
-            this.block = '';
-            this.print(line);
-        }
-    }
-    jsonEvent(text) {
-        let event;
-        try {
-            event = JSON.parse(text);
-        }
-        catch {
-            for (const line of text.split('\n'))
-                this.addText(line);
-            return;
-        }
-        for (const vertex of event.vertexes ?? [])
-            this.vertex(vertex);
-        for (const status of event.statuses ?? []) {
-            const step = this.byKey.get(status.vertex ?? '');
-            if (step && status.completed && status.id) {
-                this.printFor(step, `#${step.number} ${status.id} done`);
-            }
-        }
-        for (const log of event.logs ?? [])
-            this.log(log);
-        for (const warning of event.warnings ?? []) {
-            if (warning.short) {
-                const line = `WARNING: ${Buffer.from(warning.short, 'base64').toString()}`;
-                this.addText(line);
-                this.print(line);
-            }
-        }
-    }
-    vertex(raw) {
-        if (!raw.digest || raw.name === undefined)
-            return;
-        const step = this.step(raw.digest, raw.name);
-        if (raw.started && !step.started) {
-            step.started = true;
-            step.lastOutput = this.now();
-            this.startedAt.set(step.key, Date.parse(raw.started));
-            this.printFor(step, undefined);
-        }
-        if (raw.cached && !step.cached) {
-            step.cached = true;
-            step.started = true;
-            this.printFor(step, `#${step.number} CACHED`);
-        }
-        if (raw.completed && !step.completed) {
-            step.completed = true;
-            step.started = true;
-            this.flush(step);
-            if (raw.error) {
-                step.error = raw.error;
-                this.printFor(step, CANCELED.test(raw.error)
-                    ? `#${step.number} CANCELED`
-                    : `#${step.number} ERROR: ${raw.error}`);
-            }
-            else if (!step.cached) {
-                const began = this.startedAt.get(step.key) ?? Date.parse(raw.completed);
-                const took = (Date.parse(raw.completed) - began) / 1000;
-                this.printFor(step, `#${step.number} DONE ${took.toFixed(1)}s`);
-            }
-        }
-    }
-    log(raw) {
-        const step = this.byKey.get(raw.vertex ?? '');
-        if (!step || !raw.data)
-            return;
-        const data = Buffer.from(raw.data, 'base64').toString();
-        const pieces = ((this.partial.get(step.key) ?? '') + data).split('\n');
-        this.partial.set(step.key, pieces.pop() ?? '');
-        const at = raw.timestamp ? Date.parse(raw.timestamp) : undefined;
-        for (const piece of pieces)
-            this.addLog(step, piece.replace(/\r$/, ''), at);
-    }
-    flush(step) {
-        const rest = this.partial.get(step.key);
-        if (rest)
-            this.addLog(step, rest, undefined);
-        this.partial.delete(step.key);
-    }
-    addLog(step, line, at) {
-        step.logs.push(line);
-        if (step.logs.length > LOG_LINES)
-            step.logs.shift();
-        step.lastOutput = this.now();
-        if (this.mode === 'rawjson') {
-            const began = this.startedAt.get(step.key);
-            const seconds = at !== undefined && began !== undefined
-                ? ` ${((at - began) / 1000).toFixed(3)}`
-                : '';
-            this.printFor(step, `#${step.number}${seconds} ${line}`);
-        }
-    }
-    // Prints like buildx's plain output: a block per step, headed by its
-    // number and name, opened again whenever another step had the floor.
-    printFor(step, line) {
-        if (this.block !== step.key) {
-            this.print('');
-            this.print(`#${step.number} ${step.name}`);
-            this.block = step.key;
-        }
-        if (line !== undefined)
-            this.print(line);
-    }
-    // --- plain ---------------------------------------------------------------
-    // Blocks separated by blank lines; the first `#N` line of a block names
-    // the step, then come `#N <seconds> <log line>`, statuses, and one of
-    // `#N DONE 0.1s`, `#N CACHED`, `#N ERROR: ...`, `#N CANCELED`, `#N ...`.
-    plainLine(line) {
-        if (line === '') {
-            this.plainFresh = true;
-            return;
-        }
-        const match = /^#(\d+) (.*)$/s.exec(line);
-        // #0 is buildx's own "building with ... instance" line, not a step.
-        if (!match || match[1] === '0') {
-            this.addText(line);
-            this.plainFresh = false;
-            return;
-        }
-        const [, number, rest] = match;
-        if (this.plainFresh) {
-            this.plainFresh = false;
-            this.plainBlock = this.step(`#${number}`, rest, Number(number));
-            this.plainBlock.started = true;
-            return;
-        }
-        const step = this.byKey.get(`#${number}`);
-        if (!step)
-            return;
-        const log = /^\d+\.\d+ ?(.*)$/s.exec(rest);
-        if (log) {
-            this.addLog(step, log[1], undefined);
-        }
-        else if (rest === 'CACHED') {
-            step.cached = step.completed = true;
-        }
-        else if (/^DONE \d/.test(rest)) {
-            step.completed = true;
-        }
-        else if (rest === 'CANCELED') {
-            step.completed = true;
-            step.error = 'canceled';
-        }
-        else if (rest.startsWith('ERROR: ')) {
-            step.completed = true;
-            step.error = rest.slice('ERROR: '.length);
-        }
-    }
-    // ---------------------------------------------------------------------------
-    step(key, name, number) {
-        let step = this.byKey.get(key);
-        if (!step) {
-            const { platform, label } = splitName(name);
-            const single = this.platforms.length === 1 && /^\[[^\]]*\d+\/\d+\]/.test(label);
-            step = {
-                key,
-                number: number ?? this.byKey.size + 1,
-                name,
-                platform: platform || (single ? this.platforms[0] : ''),
-                label,
-                started: false,
-                completed: false,
-                cached: false,
-                error: '',
-                logs: [],
-                lastOutput: this.now()
-            };
-            this.byKey.set(key, step);
-        }
-        return step;
-    }
-    addText(line) {
-        this.text.push(line);
-        if (this.text.length > TEXT_LINES)
-            this.text.shift();
-    }
-}
-// The steps that failed on their own, not those BuildKit cancelled because
-// another one failed.
-function failures(progress) {
-    const failed = progress
-        .steps()
-        .filter(step => step.error && !CANCELED.test(step.error));
-    const excerpt = dockerfileLine(progress.text);
-    return failed.map(step => {
-        const code = /exit code: (\d+)/.exec(step.error);
-        const exitCode = code ? Number(code[1]) : undefined;
-        const qemuLine = [...step.logs].reverse().find(isQemuFatal);
-        const signalNumber = exitCode !== undefined && exitCode > 128 ? exitCode - 128 : undefined;
-        return {
-            platform: step.platform,
-            step: step.label,
-            reason: step.error,
-            exitCode,
-            signal: signalNumber ? SIGNALS[signalNumber] : undefined,
-            qemuLine: qemuLine?.trim(),
-            execFormat: /exec format error/i.test([step.error, ...step.logs].join('\n')),
-            dockerfile: failed.length === 1 ? excerpt : undefined,
-            logs: step.logs.slice(-10)
-        };
-    });
-}
-// buildx quotes the failing instruction as "Dockerfile:15" over a line of
-// dashes; the file is the -f path as buildx was given it.
-function dockerfileLine(text) {
-    for (let i = 0; i + 1 < text.length; i++) {
-        const match = /^(\S+):(\d+)$/.exec(text[i].trim());
-        if (match && /^-{5,}$/.test(text[i + 1].trim())) {
-            return { file: match[1], line: Number(match[2]) };
-        }
-    }
-    return undefined;
-}
-// buildx's own summary of the failure ("ERROR: failed to solve: ...").
-function finalError(text) {
-    return ([...text]
-        .reverse()
-        .find(line => line.startsWith('ERROR:'))
-        ?.trim() ?? '');
-}
-// Steps still running whose last words were QEMU's fatal line: the
-// emulated program is dead, and when it was the step's first process QEMU
-// cannot even exit (the PID namespace's init ignores the signal QEMU
-// re-raises), so the step would hang until a timeout.
-function crashedAndSilent(progress, graceMs, now) {
-    return progress
-        .running()
-        .filter(step => step.logs.length > 0 &&
-        isQemuFatal(step.logs[step.logs.length - 1]) &&
-        now - step.lastOutput >= graceMs);
-}
-const describeStep = (step) => (step.platform ? `${step.platform} ${step.label}` : step.label);
-
-;// CONCATENATED MODULE: ./src/build.ts
-
-
-
-
-
-
-
-// Build and push: one buildx build for every platform. The digest comes
-// from buildx's metadata file, never from the log. buildx pushes only once
-// every platform has built, so a failed or cancelled build writes nothing
-// to any registry: no index with two of three platforms.
-//
-// The build's progress is read as it comes (`--progress rawjson`, or
-// `plain` when debugging one platform) so that a failure names the platform
-// and the Dockerfile step, a QEMU crash is recognised, and a build that
-// hangs under emulation is cancelled instead of running into the job's
-// six-hour limit.
-const build_PHASE = 'Build';
-// A step whose last output was QEMU's fatal line is given this long to end
-// before it counts as hung (at most stall-timeout, and never with the
-// stall guard off). A crashed child process ends at once and its parent
-// carries on; a crashed first process of the step never ends.
-const CRASH_GRACE_MS = 60_000;
-function buildArgs(inputs, builder, metadataFile, progress) {
-    const args = ['buildx', 'build', '--builder', builder];
-    if (progress)
-        args.push('--progress', progress);
-    args.push('--platform', inputs.platforms.join(','));
-    if (inputs.file)
-        args.push('--file', inputs.file);
-    for (const tag of inputs.tags)
-        args.push('--tag', `${inputs.image}:${tag}`);
-    for (const arg of inputs.buildArgs)
-        args.push('--build-arg', arg);
-    for (const label of inputs.labels)
-        args.push('--label', label);
-    for (const note of inputs.annotations)
-        args.push('--annotation', note);
-    if (inputs.target)
-        args.push('--target', inputs.target);
-    inputs.secrets.forEach(({ id }, index) => args.push('--secret', `id=${id},env=${secretEnv(index)}`));
-    for (const { id, path } of inputs.secretFiles) {
-        args.push('--secret', `id=${id},src=${path}`);
-    }
-    for (const cache of inputs.cacheFrom)
-        args.push('--cache-from', cache);
-    for (const cache of inputs.cacheTo)
-        args.push('--cache-to', cache);
-    if (inputs.network)
-        args.push('--network', inputs.network);
-    // `=` keeps a value such as `false` from being read as the build context.
-    args.push(`--provenance=${inputs.provenance}`, `--sbom=${inputs.sbom}`);
-    if (inputs.noCache)
-        args.push('--no-cache');
-    if (inputs.pull)
-        args.push('--pull');
-    if (inputs.pushByDigest) {
-        // No tag: the image is reachable by its digest only, until the merge
-        // job puts it in the tagged index.
-        args.push('--output', `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`);
-    }
-    else if (inputs.push) {
-        args.push('--push');
-    }
-    args.push('--metadata-file', metadataFile, inputs.context);
-    return args;
-}
-// Secret values travel to buildx in its environment, never in argv.
-const secretEnv = (index) => `MULTIARCH_SECRET_${index}`;
-function secretsEnvironment(inputs) {
-    return Object.fromEntries(inputs.secrets.map(({ value }, index) => [secretEnv(index), value]));
-}
-function readDigest(metadata) {
-    const digest = metadata['containerimage.digest'];
-    return typeof digest === 'string' ? digest : '';
-}
-// debug-platform: the maintainers' way to debug one platform, as one input.
-// Only that platform is built, with plain progress, and nothing is written
-// to any registry: no push, no mirrors, no cache export.
-function debugInputs(inputs) {
-    const platform = inputs.debugPlatform;
-    if (!platform)
-        return inputs;
-    if (inputs.source) {
-        lib_core/* warning */.$e('debug-platform: ignored with source, which builds nothing');
-        return { ...inputs, debugPlatform: '' };
-    }
-    if (!inputs.platforms.includes(platform)) {
-        lib_core/* warning */.$e(`debug-platform: ${platform} is not one of platforms (${inputs.platforms.join(', ')}); building it anyway`);
-    }
-    const skipped = [
-        inputs.push ? 'push' : '',
-        inputs.mirrors.length > 0 ? 'mirrors' : '',
-        inputs.cacheTo.length > 0 ? 'cache-to' : ''
-    ].filter(Boolean);
-    notice(`debug-platform: building only ${platform}, with plain progress` +
-        (skipped.length > 0 ? `; skipping ${skipped.join(', ')}` : '') +
-        '. Nothing is written to any registry.');
-    return {
-        ...inputs,
-        platforms: [platform],
-        push: false,
-        mirrors: [],
-        cacheTo: []
-    };
-}
-function guardsFor(inputs) {
-    const stallMs = Math.round(inputs.stallTimeout * 60_000);
-    return {
-        buildMs: Math.round(inputs.buildTimeout * 60_000),
-        stallMs,
-        crashGraceMs: stallMs > 0 ? Math.min(CRASH_GRACE_MS, stallMs) : 0
-    };
-}
-function checkGuards(progress, guards, startedAt, now) {
-    // Copies, so that the cancellation that follows does not change them.
-    const running = () => progress.running().map(step => ({ ...step, logs: [...step.logs] }));
-    if (guards.crashGraceMs > 0) {
-        const steps = crashedAndSilent(progress, guards.crashGraceMs, now).map(step => ({ ...step, logs: [...step.logs] }));
-        if (steps.length > 0) {
-            const silentMs = now - Math.max(...steps.map(s => s.lastOutput));
-            return { kind: 'crash', steps, silentMs };
-        }
-    }
-    if (guards.buildMs > 0 && now - startedAt >= guards.buildMs) {
-        return { kind: 'timeout', afterMs: now - startedAt, running: running() };
-    }
-    if (guards.stallMs > 0 && now - progress.lastOutput >= guards.stallMs) {
-        return {
-            kind: 'stall',
-            silentMs: now - progress.lastOutput,
-            running: running()
-        };
-    }
-    return undefined;
-}
-async function build(inputs, builder, tempDir, escalation) {
-    if (inputs.driver === 'remote') {
-        await checkBuilderPlatforms(builder, inputs.platforms);
-    }
-    const metadataFile = (0,external_node_path_.join)(tempDir, 'metadata.json');
-    const mode = inputs.debugPlatform ? 'plain' : 'rawjson';
-    const progress = new BuildProgress(mode, inputs.platforms, line => lib_core/* info */.pq(line));
-    const streams = {
-        stdout: lineSplitter(line => progress.line(line)),
-        stderr: lineSplitter(line => progress.line(line))
-    };
-    const guards = guardsFor(inputs);
-    lib_core/* info */.pq(`Guards: build-timeout ${minutes(guards.buildMs)}, stall-timeout ` +
-        `${minutes(guards.stallMs)}, QEMU crash grace ${minutes(guards.crashGraceMs)}`);
-    const startedAt = Date.now();
-    const child = (0,src_exec/* start */.ni)({
-        phase: build_PHASE,
-        args: buildArgs(inputs, builder, metadataFile, mode),
-        echo: true,
-        env: secretsEnvironment(inputs)
-    }, (text, stream) => streams[stream].write(text), escalation);
-    let stop;
-    const halt = (reason) => {
-        if (stop)
-            return;
-        stop = reason;
-        lib_core/* info */.pq(`Stopping the build: ${stopHeadline(reason, inputs)}`);
-        child.stop();
-    };
-    const watch = setInterval(() => {
-        const reason = checkGuards(progress, guards, startedAt, Date.now());
-        if (reason)
-            halt(reason);
-    }, 1000);
-    // The runner cancels a job with SIGINT, then SIGTERM: pass it on, so
-    // that BuildKit stops too instead of building for nobody.
-    const onSignal = (signal) => halt({ kind: 'interrupted', signal, running: progress.running() });
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    const ended = await child.done.finally(() => {
-        clearInterval(watch);
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-    });
-    streams.stdout.end();
-    streams.stderr.end();
-    progress.end();
-    const seconds = Math.round((Date.now() - startedAt) / 1000);
-    if (ended.exitCode !== 0 || stop) {
-        if (ended.exitCode === 0 && stop) {
-            lib_core/* warning */.$e('The build finished as it was being stopped; keeping it');
-        }
-        else {
-            const sent = child.signalsSent();
-            if (sent.length > 0) {
-                lib_core/* info */.pq(`buildx ended after ${sent.join(', ')} (${seconds} s)`);
-            }
-            throw await failed(inputs, progress, stop, ended.exitCode);
-        }
-    }
-    const metadata = JSON.parse((0,external_node_fs_.readFileSync)(metadataFile, 'utf8'));
-    const digest = readDigest(metadata);
-    if (inputs.push && !digest) {
-        throw new src_exec/* PhaseError */.wo(build_PHASE, `buildx wrote no containerimage.digest to ${metadataFile}`);
-    }
-    if (digest)
-        lib_core/* info */.pq(`Pushed ${inputs.image}@${digest}`);
-    return { digest, metadata };
-}
-// --- Saying what went wrong ------------------------------------------------
-const NOTHING_PUSHED = 'Nothing was pushed: buildx pushes only after every platform has built.';
-const PERHAPS_PUSHED = 'buildx had begun exporting, so some layers or manifests may have ' +
-    'reached the registry; it writes the tags last.';
-function minutes(ms) {
-    if (ms === 0)
-        return 'off';
-    return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${ms / 60_000} min`;
-}
-// Step names keep a RUN's line continuations as runs of spaces.
-function build_short(text, length = 100) {
-    const flat = text.replace(/\s+/g, ' ').trim();
-    return flat.length > length ? `${flat.slice(0, length - 3)}...` : flat;
-}
-// Annotations point at files relative to the workspace.
-function annotationPath(inputs) {
-    const file = inputs.file || (0,external_node_path_.join)(inputs.context, 'Dockerfile');
-    const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
-    return (0,external_node_path_.isAbsolute)(file) ? (0,external_node_path_.relative)(workspace, file) : file;
-}
-function stopHeadline(stop, inputs) {
-    switch (stop.kind) {
-        case 'timeout':
-            return `the build ran for ${minutes(stop.afterMs)}, past build-timeout (${inputs.buildTimeout} min)`;
-        case 'stall':
-            return `no build output for ${minutes(stop.silentMs)} (stall-timeout: ${inputs.stallTimeout} min)`;
-        case 'crash':
-            return `QEMU crashed in ${stop.steps.map(s => build_short(describeStep(s))).join(', ')} and the step did not end`;
-        case 'interrupted':
-            return `the action received ${stop.signal}`;
-    }
-}
-function stepLine(step, now) {
-    const last = step.logs[step.logs.length - 1];
-    const silent = Math.round((now - step.lastOutput) / 1000);
-    const said = last ? `, last output: "${build_short(last.trim(), 120)}"` : '';
-    return `${step.platform || '(all platforms)'} ${build_short(step.label)} (silent for ${silent} s${said})`;
-}
-// True when the platform runs under QEMU on this runner.
-function emulated(inputs, platform) {
-    if (!platform || inputs.driver === 'remote')
-        return false;
-    return emulatedPlatforms([platform]).length > 0;
-}
-function explain(failure, inputs, note = '') {
-    const where = failure.platform || 'the build';
-    const parts = [];
-    if (failure.exitCode !== undefined) {
-        parts.push(`exit code ${failure.exitCode}` +
-            (failure.signal ? ` (${failure.signal})` : ''));
-    }
-    if (failure.qemuLine)
-        parts.push(`QEMU said: "${failure.qemuLine}"`);
-    const underQemu = emulated(inputs, failure.platform);
-    const qemuCrash = failure.qemuLine !== undefined ||
-        (underQemu &&
-            ['SIGSEGV', 'SIGILL', 'SIGBUS'].includes(failure.signal ?? ''));
-    const lines = [
-        `${where} failed at ${build_short(failure.step, 200)}: ` +
-            (parts.length > 0 ? parts.join('; ') : build_short(failure.reason, 300))
-    ];
-    if (note)
-        lines.push(note);
-    if (qemuCrash) {
-        lines.push(`This looks like QEMU crashing while emulating ${where}, rather than ` +
-            'a mistake in the Dockerfile. Try another base image (or another ' +
-            'release of it), or another QEMU version through qemu-image.');
-    }
-    else if (failure.execFormat) {
-        lines.push(`The kernel could not run a ${where} program ("exec format error"): ` +
-            'no emulator handled it. Check the Installing emulators group, or ' +
-            'set qemu: true.');
-    }
-    if (!inputs.debugPlatform && failure.platform) {
-        lines.push(`To see this platform alone, re-run with debug-platform: ${failure.platform} (plain progress, nothing pushed).`);
-    }
-    const title = build_short(`${where}: ${failure.step} failed`, 120);
-    return { title, message: lines.join('\n') };
-}
-async function failed(inputs, progress, stop, exitCode) {
-    const now = Date.now();
-    const file = annotationPath(inputs);
-    let headline;
-    let rows;
-    let platforms;
-    if (stop && stop.kind !== 'crash') {
-        const running = stop.running;
-        platforms = [...new Set(running.map(s => s.platform).filter(Boolean))];
-        const advice = {
-            stall: ' A step under QEMU can be silent for many minutes: if it is only ' +
-                'slow, raise stall-timeout.',
-            timeout: ' If the build is only slow, raise build-timeout.',
-            interrupted: ''
-        }[stop.kind];
-        const debug = platforms.length > 0 &&
-            !inputs.debugPlatform &&
-            stop.kind !== 'interrupted'
-            ? ` To watch one platform alone, re-run with debug-platform: ${platforms[0]}.`
-            : '';
-        headline =
-            `${stopHeadline(stop, inputs)}; cancelled the build. ` +
-                (running.length > 0
-                    ? `Still running: ${running.map(s => stepLine(s, now)).join('; ')}.`
-                    : 'No step was running.') +
-                advice +
-                debug;
-        rows = running.map(s => [
-            s.platform,
-            build_short(s.label),
-            `still running when cancelled (${stop.kind})`
-        ]);
-    }
-    else {
-        // A crash that hung, or a failure buildx reported itself.
-        const found = failures(progress);
-        const crashed = stop?.kind === 'crash'
-            ? stop.steps.map((step) => ({
-                platform: step.platform,
-                step: step.label,
-                reason: 'QEMU crashed and the step hung',
-                qemuLine: [...step.logs].reverse().find(isQemuFatal)?.trim(),
-                execFormat: false,
-                logs: step.logs.slice(-10)
-            }))
-            : [];
-        const all = crashed.length > 0 ? crashed : found;
-        const note = stop?.kind === 'crash'
-            ? `The step then stayed silent for ${minutes(stop.silentMs)} and was ` +
-                'cancelled: QEMU cannot exit when the crashed program is the ' +
-                "step's first process, so the step would have hung."
-            : '';
-        for (const failure of all) {
-            const { title, message } = explain(failure, inputs, note);
-            const line = failure.dockerfile && all.length === 1 ? failure.dockerfile.line : 0;
-            lib_core/* error */.z3(message, {
-                title,
-                ...(line > 0 ? { file, startLine: line } : {})
-            });
-        }
-        platforms = [...new Set(all.map(f => f.platform).filter(Boolean))];
-        rows = all.map(f => [
-            f.platform,
-            build_short(f.step),
-            [
-                f.exitCode !== undefined
-                    ? `exit code ${f.exitCode}${f.signal ? ` (${f.signal})` : ''}`
-                    : f.reason,
-                f.qemuLine ? `\`${f.qemuLine}\`` : ''
-            ]
-                .filter(Boolean)
-                .join(', ')
-        ]);
-        headline =
-            all.length > 0
-                ? all
-                    .map(f => `${f.platform || 'the build'} failed at ${build_short(f.step)}` +
-                    (f.exitCode !== undefined
-                        ? ` (exit code ${f.exitCode}${f.signal ? `, ${f.signal}` : ''})`
-                        : '') +
-                    (f.qemuLine ? ` with "${f.qemuLine}"` : ''))
-                    .join('; ') +
-                    (stop?.kind === 'crash'
-                        ? '; the step then hung, and the build was cancelled.'
-                        : '.')
-                : finalError(progress.text) ||
-                    `docker buildx build exited with ${exitCode}`;
-    }
-    // The export (and push) step starts only once every platform has built.
-    const exported = progress
-        .steps()
-        .some(step => step.started && /^exporting to /.test(step.label));
-    const pushed = exported ? PERHAPS_PUSHED : NOTHING_PUSHED;
-    await failureSummary(inputs, rows, platforms, headline, pushed);
-    return new src_exec/* PhaseError */.wo(build_PHASE, `${headline} ${pushed}`, platforms.join(', ') || undefined);
-}
-async function failureSummary(inputs, rows, platforms, headline, pushed) {
-    if (!process.env.GITHUB_STEP_SUMMARY)
-        return;
-    const header = ['Platform', 'Step', 'What happened'].map(data => ({
-        data,
-        header: true
-    }));
-    const summary = lib_core/* summary */.z
-        .addHeading('Multi-platform build failed', 2)
-        .addRaw(headline, true);
-    if (rows.length > 0)
-        summary.addTable([header, ...rows]);
-    summary.addRaw(pushed, true);
-    if (!inputs.debugPlatform) {
-        for (const platform of platforms) {
-            summary.addRaw(`To debug ${platform} alone (plain progress, nothing pushed), re-run with:`, true);
-            summary.addCodeBlock(`debug-platform: ${platform}`, 'yaml');
-        }
-    }
-    await summary.write();
-}
-
-// EXTERNAL MODULE: ./src/builder.ts
-var src_builder = __nccwpck_require__(4868);
 // EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
 var lib = __nccwpck_require__(4942);
 // EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
@@ -33936,6 +32802,8 @@ function _unique(values) {
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: ./src/exec.ts + 1 modules
+var src_exec = __nccwpck_require__(4981);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/csv-parse/lib/api/CsvError.js
@@ -36044,6 +34912,144 @@ function parseList(text, newlinesOnly = false) {
         .filter(Boolean);
 }
 
+;// CONCATENATED MODULE: ./src/platforms.ts
+// Platform strings, normalised the way containerd does, so that the
+// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
+// `linux/x86_64`) compare equal to what BuildKit writes into the index.
+const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
+// Architecture aliases to their canonical name and default variant.
+const ARCH_ALIASES = {
+    amd64: ['amd64'],
+    x86_64: ['amd64'],
+    'x86-64': ['amd64'],
+    arm64: ['arm64'],
+    aarch64: ['arm64'],
+    arm: ['arm', 'v7'],
+    armhf: ['arm', 'v7'],
+    armel: ['arm', 'v6'],
+    '386': ['386'],
+    i386: ['386'],
+    i686: ['386'],
+    ppc64le: ['ppc64le'],
+    s390x: ['s390x'],
+    riscv64: ['riscv64'],
+    mips64le: ['mips64le'],
+    mips64: ['mips64'],
+    loong64: ['loong64']
+};
+// Variants each architecture accepts; the first entry is the one containerd
+// drops because it is the architecture's baseline.
+const VARIANTS = {
+    amd64: ['v1', 'v2', 'v3', 'v4'],
+    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
+    arm: ['', 'v5', 'v6', 'v7', 'v8']
+};
+// Common typos with the platform the user most likely meant.
+const SUGGESTIONS = {
+    'amd64/v8': 'linux/arm64',
+    armv7: 'linux/arm/v7',
+    armv7l: 'linux/arm/v7',
+    armv6: 'linux/arm/v6',
+    armv8: 'linux/arm64',
+    arm64v8: 'linux/arm64',
+    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
+};
+class PlatformError extends Error {
+}
+function parsePlatform(text) {
+    const parts = text.trim().toLowerCase().split('/');
+    const [os, arch, variant] = parts;
+    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
+    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
+    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
+        throw new PlatformError(`expected os/arch[/variant]${hint}`);
+    }
+    if (!OSES.includes(os)) {
+        const near = OSES.find(known => distance(known, os) <= 2);
+        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
+        throw new PlatformError(`unknown os "${os}"${guess}`);
+    }
+    const alias = ARCH_ALIASES[arch];
+    if (!alias) {
+        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
+    }
+    const [canonical, defaultVariant] = alias;
+    const known = VARIANTS[canonical] ?? [];
+    if (variant !== undefined && !known.includes(variant)) {
+        const accepted = known.filter(Boolean).join(', ') || 'none';
+        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
+    }
+    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
+}
+function normalise(platform) {
+    const { os, arch } = platform;
+    let variant = platform.variant;
+    if (arch === 'arm64' && variant === 'v8')
+        variant = undefined;
+    if (arch === 'amd64' && variant === 'v1')
+        variant = undefined;
+    if (arch === 'arm' && !variant)
+        variant = 'v7';
+    return variant ? { os, arch, variant } : { os, arch };
+}
+function formatPlatform(platform) {
+    const { os, arch, variant } = platform;
+    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
+}
+// An index entry's platform, as BuildKit writes it, in canonical form.
+function fromDescriptor(platform) {
+    const os = platform.os ?? 'unknown';
+    const arch = platform.architecture ?? 'unknown';
+    if (os === 'unknown' || arch === 'unknown')
+        return `${os}/${arch}`;
+    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
+}
+// The platforms this machine runs without emulation.
+function nativePlatforms(hostArch = process.arch) {
+    switch (hostArch) {
+        case 'x64':
+            return ['linux/amd64', 'linux/386'];
+        case 'arm64':
+            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
+        case 'arm':
+            return ['linux/arm/v7', 'linux/arm/v6'];
+        default:
+            return [`linux/${hostArch}`];
+    }
+}
+// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
+// and the architecture name the binfmt installer image takes.
+const EMULATORS = {
+    amd64: ['qemu-x86_64', 'amd64'],
+    arm64: ['qemu-aarch64', 'arm64'],
+    arm: ['qemu-arm', 'arm'],
+    '386': ['qemu-i386', '386'],
+    ppc64le: ['qemu-ppc64le', 'ppc64le'],
+    s390x: ['qemu-s390x', 's390x'],
+    riscv64: ['qemu-riscv64', 'riscv64'],
+    mips64le: ['qemu-mips64el', 'mips64le'],
+    mips64: ['qemu-mips64', 'mips64'],
+    loong64: ['qemu-loongarch64', 'loong64']
+};
+function emulatorFor(platform) {
+    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
+    return { handler, installName };
+}
+function distance(a, b) {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+        let previous = row[0];
+        row[0] = i;
+        for (let j = 1; j <= b.length; j++) {
+            const current = row[j];
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
+            previous = current;
+        }
+    }
+    return row[b.length];
+}
+
 ;// CONCATENATED MODULE: ./src/reference.ts
 // Image references after the distribution project's grammar
 // (github.com/distribution/reference, regexp.go), kept to what the action
@@ -36487,6 +35493,11 @@ function getInputs(env = process.env) {
     const driver = read('driver') || 'docker-container';
     if (!DRIVERS.includes(driver)) {
         problems.add('driver', driver, `is not one of ${DRIVERS.join(', ')}`);
+    }
+    if (pushByDigest && driver === 'docker') {
+        // buildx refuses it: "push-by-digest is currently not implemented for
+        // docker driver" (buildx 0.13, also the engine's containerd store).
+        problems.add('driver', driver, 'cannot push by digest (push-by-digest); use docker-container or remote');
     }
     const endpoint = read('endpoint');
     if (driver === 'remote' && !endpoint) {
@@ -37043,7 +36054,7 @@ function message(error) {
 // request at all. Every request is retried on transient failures (HTTP 5xx,
 // 408, 429, refused or reset connections, timeouts): RETRY_WAITS holds the
 // waits, so a request is tried at most RETRY_WAITS.length + 1 times.
-const buildx_PHASE = 'Buildx';
+const PHASE = 'Buildx';
 const TOOL = 'buildx';
 const PLUGIN = 'docker-buildx';
 const LATEST_API = 'https://api.github.com/repos/docker/buildx/releases/latest';
@@ -37066,7 +36077,7 @@ const ARCHES = {
 function assetName(tag, arch = process.arch, platform = process.platform) {
     const cpu = ARCHES[arch];
     if (platform !== 'linux' || !cpu) {
-        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `no buildx release for ${platform}/${arch}; buildx-version works on ` +
+        throw new src_exec/* PhaseError */.wo(PHASE, `no buildx release for ${platform}/${arch}; buildx-version works on ` +
             'Linux runners with amd64, arm64 or arm/v7 CPUs');
     }
     return `buildx-${tag}.linux-${cpu}`;
@@ -37106,7 +36117,7 @@ function parseLatest(kind, body, url) {
         const what = kind === 'github'
             ? 'a release with a tag_name such as v0.28.0'
             : 'a version such as v0.28.0 on its first line';
-        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} did not answer ${what} (got ${JSON.stringify(body.slice(0, 80))})`);
+        throw new src_exec/* PhaseError */.wo(PHASE, `${url} did not answer ${what} (got ${JSON.stringify(body.slice(0, 80))})`);
     }
     return tagOf(version);
 }
@@ -37125,7 +36136,7 @@ function parseChecksums(text) {
 function expectedDigest(text, asset, url) {
     const digest = parseChecksums(text).get(asset);
     if (!digest) {
-        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} lists no sha256 for ${asset}`);
+        throw new src_exec/* PhaseError */.wo(PHASE, `${url} lists no sha256 for ${asset}`);
     }
     return digest;
 }
@@ -37154,7 +36165,7 @@ function atLeast(version, wanted) {
     const need = semverOf(wanted);
     if (!have || !need)
         return false;
-    return semver.gte(have, need);
+    return node_modules_semver.gte(have, need);
 }
 const sameVersion = (a, b) => {
     const left = semverOf(a);
@@ -37242,10 +36253,10 @@ async function withRetries(url, work, options = {}) {
                 const hint = error instanceof HttpStatusError && error.status === 404
                     ? '; check buildx-version and buildx-download-url'
                     : '';
-                throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url}: ${cause}${hint}`);
+                throw new src_exec/* PhaseError */.wo(PHASE, `${url}: ${cause}${hint}`);
             }
             if (attempt === attempts) {
-                throw new src_exec/* PhaseError */.wo(buildx_PHASE, `${url} could not be reached after ${attempts} attempts: ${cause}`);
+                throw new src_exec/* PhaseError */.wo(PHASE, `${url} could not be reached after ${attempts} attempts: ${cause}`);
             }
             const ms = jittered(waits[attempt - 1], random());
             lib_core/* info */.pq(`Attempt ${attempt} of ${attempts} for ${url} failed: ${cause}; ` +
@@ -37339,14 +36350,14 @@ async function setupBuildx(inputs, dockerConfigDir) {
     lib_core/* info */.pq(`Installed buildx ${tag} for this run: ${plugin}`);
     const version = await reportVersion();
     if (!sameVersion(version, tag)) {
-        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `docker buildx version reports ${version || 'no version'} after ` +
+        throw new src_exec/* PhaseError */.wo(PHASE, `docker buildx version reports ${version || 'no version'} after ` +
             `installing ${tag} at ${plugin}; another docker-buildx is found first`);
     }
     inUse = version;
     return version;
 }
 async function reportVersion() {
-    const result = await (0,src_exec/* run */.eF)({ phase: buildx_PHASE, args: ['buildx', 'version'] });
+    const result = await (0,src_exec/* run */.eF)({ phase: PHASE, args: ['buildx', 'version'] });
     const text = result.stdout.trim();
     lib_core/* info */.pq(`docker buildx version: ${text}`);
     return parseVersionOutput(text);
@@ -37359,12 +36370,12 @@ async function resolveLatest(base) {
     }
     catch (error) {
         if (source.kind === 'text') {
-            throw new src_exec/* PhaseError */.wo(buildx_PHASE, `buildx-version latest with buildx-download-url ${base} reads ` +
+            throw new src_exec/* PhaseError */.wo(PHASE, `buildx-version latest with buildx-download-url ${base} reads ` +
                 `${source.url}, a text file holding the version (e.g. v0.28.0), ` +
                 `and that failed: ${buildx_message(error)}. Serve that file, or pin ` +
                 'buildx-version to a version');
         }
-        throw new src_exec/* PhaseError */.wo(buildx_PHASE, `could not look up the latest buildx release: ${buildx_message(error)}. ` +
+        throw new src_exec/* PhaseError */.wo(PHASE, `could not look up the latest buildx release: ${buildx_message(error)}. ` +
             'Pin buildx-version to a version to skip the lookup');
     }
     const tag = parseLatest(source.kind, body, source.url);
@@ -37397,7 +36408,7 @@ async function cachedOrDownloaded(base, tag, temp) {
         lib_core/* info */.pq(`Downloading ${urls.asset}`);
         const actual = await downloadFile(urls.asset, file);
         if (actual !== expected) {
-            throw new src_exec/* PhaseError */.wo(buildx_PHASE, mismatchMessage(asset, urls.asset, expected, actual));
+            throw new src_exec/* PhaseError */.wo(PHASE, mismatchMessage(asset, urls.asset, expected, actual));
         }
         lib_core/* info */.pq(`${asset}: sha256 ${actual} matches ${urls.checksums}`);
         (0,external_node_fs_.chmodSync)(file, 0o755);
@@ -37435,6 +36446,1009 @@ function buildx_message(error) {
         : describe(error);
 }
 
+;// CONCATENATED MODULE: ./src/emulators.ts
+
+
+
+
+
+// Emulators: every requested platform the runner cannot execute natively
+// needs a QEMU handler in the kernel's binfmt_misc table before the build.
+// The installer's word is not enough (tonistiigi/binfmt exits 0 even when a
+// handler failed to register), so its JSON status and the kernel's own
+// entries are both read back, and a platform that still cannot run stops
+// the release here, by name, instead of as an "exec format error" deep in
+// the build log.
+const emulators_PHASE = 'Emulators';
+// Tests point this at a directory of their own so they never change the
+// machine's real handlers.
+const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
+function emulatedPlatforms(platforms, native = nativePlatforms()) {
+    return platforms
+        .filter(platform => !native.includes(platform))
+        .map(platform => ({ platform, ...emulatorFor(platform) }));
+}
+function isRegistered(handler, dir = binfmtDir()) {
+    const entry = (0,external_node_path_.join)(dir, handler);
+    if (!(0,external_node_fs_.existsSync)(entry))
+        return false;
+    return (0,external_node_fs_.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
+}
+function installArgs(image, names) {
+    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
+}
+function parseInstallerStatus(stdout) {
+    const from = stdout.indexOf('{');
+    const to = stdout.lastIndexOf('}');
+    if (from < 0 || to < from)
+        return null;
+    let parsed;
+    try {
+        parsed = JSON.parse(stdout.slice(from, to + 1));
+    }
+    catch {
+        return null;
+    }
+    if (typeof parsed !== 'object' || parsed === null)
+        return null;
+    const fields = parsed;
+    const list = (value) => value === null || value === undefined
+        ? []
+        : Array.isArray(value) && value.every(v => typeof v === 'string')
+            ? value
+            : undefined;
+    const supported = list(fields.supported);
+    const emulators = list(fields.emulators);
+    if (!supported || !emulators || !('supported' in fields))
+        return null;
+    return { supported: supported.map(emulators_normalise), emulators };
+}
+const emulators_normalise = (platform) => {
+    try {
+        return formatPlatform(parsePlatform(platform));
+    }
+    catch {
+        return platform;
+    }
+};
+// For each need still unmet, why: the kernel has no enabled entry, or the
+// installer says it has no such emulator or cannot run the platform.
+function unmet(needs, status, registered) {
+    return needs
+        .map(need => {
+        const why = [];
+        const kernel = registered(need.handler);
+        if (!kernel)
+            why.push(`no ${need.handler} in ${binfmtDir()}`);
+        if (status && !status.emulators.includes(need.handler)) {
+            why.push(`the installer lists no ${need.handler} emulator`);
+        }
+        if (status && !status.supported.includes(need.platform)) {
+            why.push(`the installer does not list ${need.platform} as supported`);
+        }
+        return { need, kernel, why };
+    })
+        .filter(entry => entry.why.length > 0);
+}
+async function ensureEmulators(inputs) {
+    if (inputs.driver === 'remote') {
+        // TODO(#7): a remote builder with a local node appended would need the
+        // local checks for that node.
+        lib_core/* info */.pq('driver: remote builds on its own nodes; the platforms its BuildKit ' +
+            'reports are checked before the build');
+        return [];
+    }
+    const needs = emulatedPlatforms(inputs.platforms);
+    if (needs.length === 0) {
+        lib_core/* info */.pq('Every platform runs natively; installing nothing');
+        return [];
+    }
+    if (inputs.qemu === 'false') {
+        const missing = needs.filter(n => !isRegistered(n.handler));
+        if (missing.length > 0) {
+            throw new src_exec/* PhaseError */.wo(emulators_PHASE, `qemu: false, but ${missingList(missing)} cannot run on this runner ` +
+                'without emulation. Emulation is missing and the action was told ' +
+                'not to install it: set qemu: auto, install the handlers in an ' +
+                'earlier step, or drop the platform.', missing.map(n => n.platform).join(', '));
+        }
+        lib_core/* info */.pq('qemu: false; every handler needed is already registered');
+        return [];
+    }
+    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
+    for (const need of needs.filter(n => !missing.includes(n))) {
+        lib_core/* info */.pq(`${need.platform}: ${need.handler} is already registered`);
+    }
+    if (missing.length === 0)
+        return [];
+    const names = [...new Set(missing.map(n => n.installName))];
+    lib_core/* info */.pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
+    const installed = await (0,src_exec/* attempt */.CD)({
+        phase: emulators_PHASE,
+        args: installArgs(inputs.qemuImage, names),
+        echo: true
+    });
+    if (installed.exitCode !== 0) {
+        const still = missing.filter(n => !isRegistered(n.handler));
+        if (still.length > 0) {
+            throw new src_exec/* PhaseError */.wo(emulators_PHASE, `emulation is missing and cannot be installed: ${missingList(still)}` +
+                `; installing it with ${inputs.qemuImage} failed ` +
+                `(docker run exited with ${installed.exitCode}` +
+                `${lastLine(installed.stderr)}). ` +
+                'A build for this platform would fail with "exec format error". ' +
+                'Check that the runner can run privileged containers and pull ' +
+                'qemu-image, or install the handlers in an earlier step.', still.map(n => n.platform).join(', '));
+        }
+        lib_core/* warning */.$e(`${inputs.qemuImage} exited with ${installed.exitCode}, but every ` +
+            'handler needed is registered now; going on');
+    }
+    const status = parseInstallerStatus(installed.stdout);
+    if (installed.exitCode === 0 && !status) {
+        lib_core/* warning */.$e(`${inputs.qemuImage} printed no status JSON; relying on ${binfmtDir()} alone`);
+    }
+    else if (status) {
+        lib_core/* info */.pq(`Installer status: supported ${status.supported.join(', ') || 'none'}; ` +
+            `emulators ${status.emulators.join(', ') || 'none'}`);
+    }
+    const problems = unmet(needs, status, handler => isRegistered(handler));
+    if (problems.length > 0) {
+        const list = problems
+            .map(({ need, why }) => `${need.platform} (${why.join('; ')})`)
+            .join(', ');
+        const what = problems.some(p => !p.kernel)
+            ? 'no emulator is registered for'
+            : 'no working emulator for';
+        // The platforms are in the message itself, so no subject.
+        throw new src_exec/* PhaseError */.wo(emulators_PHASE, `${what} ${list} after running ${inputs.qemuImage}. The installer ` +
+            'exits 0 even when a handler fails to register; a build would fail ' +
+            'later with "exec format error". Try another qemu-image, or install ' +
+            'the handlers in an earlier step.');
+    }
+    for (const need of missing) {
+        lib_core/* info */.pq(`${need.platform}: ${need.handler} registered and supported`);
+    }
+    return missing.map(n => n.platform);
+}
+function missingList(needs) {
+    return needs
+        .map(n => `${n.platform} needs the ${n.handler} handler (not in ${binfmtDir()})`)
+        .join(', ');
+}
+function lastLine(text) {
+    const lines = text
+        .trim()
+        .split('\n')
+        .filter(line => line && !line.startsWith('WARNING:'));
+    return lines.length > 0 ? `: ${lines[lines.length - 1]}` : '';
+}
+// --- Builders that are not on this runner ----------------------------------
+const inspectBuilderArgs = (builder) => [
+    'buildx',
+    'inspect',
+    '--builder',
+    builder
+];
+// `docker buildx inspect` prints one "Platforms:" line per node; a `*`
+// marks platforms set by hand. The union of every node's list.
+function builderPlatforms(inspect) {
+    const platforms = new Set();
+    for (const line of inspect.split('\n')) {
+        const match = /^\s*Platforms:\s*(.*)$/.exec(line);
+        if (!match)
+            continue;
+        for (const entry of match[1].split(',')) {
+            const name = entry.trim().replace(/\*$/, '');
+            if (name)
+                platforms.add(emulators_normalise(name));
+        }
+    }
+    return [...platforms];
+}
+// A remote builder runs on its own nodes: what matters is what its BuildKit
+// says it can build, not this runner's binfmt_misc.
+async function checkBuilderPlatforms(builder, platforms) {
+    const { stdout } = await (0,src_exec/* run */.eF)({
+        phase: emulators_PHASE,
+        args: inspectBuilderArgs(builder),
+        subject: builder
+    });
+    const offered = builderPlatforms(stdout);
+    if (offered.length === 0) {
+        lib_core/* warning */.$e(`builder ${builder} reported no platforms; cannot check ${platforms.join(', ')} before building`);
+        return;
+    }
+    const missing = platforms.filter(p => !offered.includes(p));
+    if (missing.length > 0) {
+        throw new src_exec/* PhaseError */.wo(emulators_PHASE, `builder ${builder} cannot build ${missing.join(', ')}: its nodes ` +
+            `report ${offered.join(', ')}. Register QEMU (binfmt) on the BuildKit ` +
+            'host and restart it, or add a node of that architecture.', missing.join(', '));
+    }
+    lib_core/* info */.pq(`builder ${builder} reports ${platforms.join(', ')}`);
+}
+
+;// CONCATENATED MODULE: ./src/progress.ts
+
+const LOG_LINES = 40;
+const TEXT_LINES = 200;
+// QEMU's own last words before it dies with the program it runs, for
+// example "qemu: uncaught target signal 11 (Segmentation fault) - core
+// dumped" (qemu-user prints it for any fatal signal the guest did not
+// handle).
+const QEMU_FATAL = /\bqemu(?:-[\w.-]+)?: (?:uncaught target signal \d+|unhandled (?:CPU exception|trap)|fatal:)/;
+const isQemuFatal = (line) => QEMU_FATAL.test(line);
+const SIGNALS = {
+    4: 'SIGILL',
+    5: 'SIGTRAP',
+    6: 'SIGABRT',
+    7: 'SIGBUS',
+    8: 'SIGFPE',
+    9: 'SIGKILL',
+    11: 'SIGSEGV',
+    15: 'SIGTERM'
+};
+const CANCELED = /context canceled|^Canceled\b/i;
+// "[linux/arm/v7 builder 3/4] RUN make" -> platform and the rest of the
+// name. Single-platform builds leave the platform out: "[3/4] RUN make".
+function splitName(name) {
+    const match = /^\[([^\]]*)\] ?(.*)$/s.exec(name);
+    if (!match)
+        return { platform: '', label: name };
+    const words = match[1].split(' ');
+    let platform = '';
+    if (words[0].includes('/') && !/^\d+\/\d+$/.test(words[0])) {
+        try {
+            platform = formatPlatform(parsePlatform(words[0]));
+            words.shift();
+        }
+        catch {
+            // Not a platform after all (a stage name with a slash); keep it.
+        }
+    }
+    const inside = words.join(' ');
+    return { platform, label: inside ? `[${inside}] ${match[2]}` : match[2] };
+}
+// Splits a stream into lines, whatever the chunk boundaries.
+function lineSplitter(onLine) {
+    let pending = '';
+    return {
+        write(chunk) {
+            pending += chunk;
+            let at = pending.indexOf('\n');
+            while (at >= 0) {
+                onLine(pending.slice(0, at).replace(/\r$/, ''));
+                pending = pending.slice(at + 1);
+                at = pending.indexOf('\n');
+            }
+        },
+        end() {
+            if (pending)
+                onLine(pending);
+            pending = '';
+        }
+    };
+}
+class BuildProgress {
+    mode;
+    platforms;
+    print;
+    now;
+    // The time of the last line of any kind: what stall-timeout measures.
+    lastOutput;
+    // Lines that were not progress: buildx's ERROR line, the Dockerfile
+    // excerpt it quotes, warnings.
+    text = [];
+    byKey = new Map();
+    partial = new Map();
+    startedAt = new Map();
+    json;
+    block = ''; // the step whose lines are being printed (rawjson)
+    plainBlock; // the step a plain block is about
+    plainFresh = true; // the next plain `#N` line opens a block
+    constructor(mode, 
+    // The build's platforms: with only one, buildx leaves it out of the
+    // step names, and it is filled in here.
+    platforms, print = () => undefined, now = Date.now) {
+        this.mode = mode;
+        this.platforms = platforms;
+        this.print = print;
+        this.now = now;
+        this.lastOutput = now();
+    }
+    steps() {
+        return [...this.byKey.values()];
+    }
+    // Steps that began and have not ended, in the order they appeared.
+    running() {
+        return this.steps().filter(step => step.started && !step.completed);
+    }
+    line(line) {
+        this.lastOutput = this.now();
+        if (this.mode === 'plain') {
+            this.print(line);
+            this.plainLine(line);
+        }
+        else {
+            this.jsonLine(line);
+        }
+    }
+    // The end of the stream: lines a step left unfinished count as printed.
+    end() {
+        for (const [key, rest] of this.partial) {
+            const step = this.byKey.get(key);
+            if (step && rest)
+                this.addLog(step, rest, undefined);
+        }
+        this.partial.clear();
+    }
+    // --- rawjson -------------------------------------------------------------
+    // buildx writes each event as indented JSON: "{" and "}" alone on their
+    // lines, everything inside indented. Anything else is text.
+    jsonLine(line) {
+        if (this.json) {
+            this.json.push(line);
+            if (line === '}') {
+                const text = this.json.join('\n');
+                this.json = undefined;
+                this.jsonEvent(text);
+            }
+            return;
+        }
+        if (line === '{') {
+            this.json = [line];
+        }
+        else if (line.startsWith('{') && line.endsWith('}')) {
+            this.jsonEvent(line); // one event per line, should buildx ever do so
+        }
+        else {
+            this.addText(line);
+            this.block = '';
+            this.print(line);
+        }
+    }
+    jsonEvent(text) {
+        let event;
+        try {
+            event = JSON.parse(text);
+        }
+        catch {
+            for (const line of text.split('\n'))
+                this.addText(line);
+            return;
+        }
+        for (const vertex of event.vertexes ?? [])
+            this.vertex(vertex);
+        for (const status of event.statuses ?? []) {
+            const step = this.byKey.get(status.vertex ?? '');
+            if (step && status.completed && status.id) {
+                this.printFor(step, `#${step.number} ${status.id} done`);
+            }
+        }
+        for (const log of event.logs ?? [])
+            this.log(log);
+        for (const warning of event.warnings ?? []) {
+            if (warning.short) {
+                const line = `WARNING: ${Buffer.from(warning.short, 'base64').toString()}`;
+                this.addText(line);
+                this.print(line);
+            }
+        }
+    }
+    vertex(raw) {
+        if (!raw.digest || raw.name === undefined)
+            return;
+        const step = this.step(raw.digest, raw.name);
+        if (raw.started && !step.started) {
+            step.started = true;
+            step.lastOutput = this.now();
+            this.startedAt.set(step.key, Date.parse(raw.started));
+            this.printFor(step, undefined);
+        }
+        if (raw.cached && !step.cached) {
+            step.cached = true;
+            step.started = true;
+            this.printFor(step, `#${step.number} CACHED`);
+        }
+        if (raw.completed && !step.completed) {
+            step.completed = true;
+            step.started = true;
+            this.flush(step);
+            if (raw.error) {
+                step.error = raw.error;
+                this.printFor(step, CANCELED.test(raw.error)
+                    ? `#${step.number} CANCELED`
+                    : `#${step.number} ERROR: ${raw.error}`);
+            }
+            else if (!step.cached) {
+                const began = this.startedAt.get(step.key) ?? Date.parse(raw.completed);
+                const took = (Date.parse(raw.completed) - began) / 1000;
+                this.printFor(step, `#${step.number} DONE ${took.toFixed(1)}s`);
+            }
+        }
+    }
+    log(raw) {
+        const step = this.byKey.get(raw.vertex ?? '');
+        if (!step || !raw.data)
+            return;
+        const data = Buffer.from(raw.data, 'base64').toString();
+        const pieces = ((this.partial.get(step.key) ?? '') + data).split('\n');
+        this.partial.set(step.key, pieces.pop() ?? '');
+        const at = raw.timestamp ? Date.parse(raw.timestamp) : undefined;
+        for (const piece of pieces)
+            this.addLog(step, piece.replace(/\r$/, ''), at);
+    }
+    flush(step) {
+        const rest = this.partial.get(step.key);
+        if (rest)
+            this.addLog(step, rest, undefined);
+        this.partial.delete(step.key);
+    }
+    addLog(step, line, at) {
+        step.logs.push(line);
+        if (step.logs.length > LOG_LINES)
+            step.logs.shift();
+        step.lastOutput = this.now();
+        if (this.mode === 'rawjson') {
+            const began = this.startedAt.get(step.key);
+            const seconds = at !== undefined && began !== undefined
+                ? ` ${((at - began) / 1000).toFixed(3)}`
+                : '';
+            this.printFor(step, `#${step.number}${seconds} ${line}`);
+        }
+    }
+    // Prints like buildx's plain output: a block per step, headed by its
+    // number and name, opened again whenever another step had the floor.
+    printFor(step, line) {
+        if (this.block !== step.key) {
+            this.print('');
+            this.print(`#${step.number} ${step.name}`);
+            this.block = step.key;
+        }
+        if (line !== undefined)
+            this.print(line);
+    }
+    // --- plain ---------------------------------------------------------------
+    // Blocks separated by blank lines; the first `#N` line of a block names
+    // the step, then come `#N <seconds> <log line>`, statuses, and one of
+    // `#N DONE 0.1s`, `#N CACHED`, `#N ERROR: ...`, `#N CANCELED`, `#N ...`.
+    plainLine(line) {
+        if (line === '') {
+            this.plainFresh = true;
+            return;
+        }
+        const match = /^#(\d+) (.*)$/s.exec(line);
+        // #0 is buildx's own "building with ... instance" line, not a step.
+        if (!match || match[1] === '0') {
+            this.addText(line);
+            this.plainFresh = false;
+            return;
+        }
+        const [, number, rest] = match;
+        if (this.plainFresh) {
+            this.plainFresh = false;
+            this.plainBlock = this.step(`#${number}`, rest, Number(number));
+            this.plainBlock.started = true;
+            return;
+        }
+        const step = this.byKey.get(`#${number}`);
+        if (!step)
+            return;
+        const log = /^\d+\.\d+ ?(.*)$/s.exec(rest);
+        if (log) {
+            this.addLog(step, log[1], undefined);
+        }
+        else if (rest === 'CACHED') {
+            step.cached = step.completed = true;
+        }
+        else if (/^DONE \d/.test(rest)) {
+            step.completed = true;
+        }
+        else if (rest === 'CANCELED') {
+            step.completed = true;
+            step.error = 'canceled';
+        }
+        else if (rest.startsWith('ERROR: ')) {
+            step.completed = true;
+            step.error = rest.slice('ERROR: '.length);
+        }
+    }
+    // ---------------------------------------------------------------------------
+    step(key, name, number) {
+        let step = this.byKey.get(key);
+        if (!step) {
+            const { platform, label } = splitName(name);
+            const single = this.platforms.length === 1 && /^\[[^\]]*\d+\/\d+\]/.test(label);
+            step = {
+                key,
+                number: number ?? this.byKey.size + 1,
+                name,
+                platform: platform || (single ? this.platforms[0] : ''),
+                label,
+                started: false,
+                completed: false,
+                cached: false,
+                error: '',
+                logs: [],
+                lastOutput: this.now()
+            };
+            this.byKey.set(key, step);
+        }
+        return step;
+    }
+    addText(line) {
+        this.text.push(line);
+        if (this.text.length > TEXT_LINES)
+            this.text.shift();
+    }
+}
+// The steps that failed on their own, not those BuildKit cancelled because
+// another one failed.
+function failures(progress) {
+    const failed = progress
+        .steps()
+        .filter(step => step.error && !CANCELED.test(step.error));
+    const excerpt = dockerfileLine(progress.text);
+    return failed.map(step => {
+        const code = /exit code: (\d+)/.exec(step.error);
+        const exitCode = code ? Number(code[1]) : undefined;
+        const qemuLine = [...step.logs].reverse().find(isQemuFatal);
+        const signalNumber = exitCode !== undefined && exitCode > 128 ? exitCode - 128 : undefined;
+        return {
+            platform: step.platform,
+            step: step.label,
+            reason: step.error,
+            exitCode,
+            signal: signalNumber ? SIGNALS[signalNumber] : undefined,
+            qemuLine: qemuLine?.trim(),
+            execFormat: /exec format error/i.test([step.error, ...step.logs].join('\n')),
+            dockerfile: failed.length === 1 ? excerpt : undefined,
+            logs: step.logs.slice(-10)
+        };
+    });
+}
+// buildx quotes the failing instruction as "Dockerfile:15" over a line of
+// dashes; the file is the -f path as buildx was given it.
+function dockerfileLine(text) {
+    for (let i = 0; i + 1 < text.length; i++) {
+        const match = /^(\S+):(\d+)$/.exec(text[i].trim());
+        if (match && /^-{5,}$/.test(text[i + 1].trim())) {
+            return { file: match[1], line: Number(match[2]) };
+        }
+    }
+    return undefined;
+}
+// buildx's own summary of the failure ("ERROR: failed to solve: ...").
+function finalError(text) {
+    return ([...text]
+        .reverse()
+        .find(line => line.startsWith('ERROR:'))
+        ?.trim() ?? '');
+}
+// Steps still running whose last words were QEMU's fatal line: the
+// emulated program is dead, and when it was the step's first process QEMU
+// cannot even exit (the PID namespace's init ignores the signal QEMU
+// re-raises), so the step would hang until a timeout.
+function crashedAndSilent(progress, graceMs, now) {
+    return progress
+        .running()
+        .filter(step => step.logs.length > 0 &&
+        isQemuFatal(step.logs[step.logs.length - 1]) &&
+        now - step.lastOutput >= graceMs);
+}
+const describeStep = (step) => (step.platform ? `${step.platform} ${step.label}` : step.label);
+
+;// CONCATENATED MODULE: ./src/build.ts
+
+
+
+
+
+
+
+
+// Build and push: one buildx build for every platform. The digest comes
+// from buildx's metadata file, never from the log. buildx pushes only once
+// every platform has built, so a failed or cancelled build writes nothing
+// to any registry: no index with two of three platforms.
+//
+// The build's progress is read as it comes (`--progress rawjson`, or
+// `plain` when debugging one platform) so that a failure names the platform
+// and the Dockerfile step, a QEMU crash is recognised, and a build that
+// hangs under emulation is cancelled instead of running into the job's
+// six-hour limit.
+const build_PHASE = 'Build';
+// A step whose last output was QEMU's fatal line is given this long to end
+// before it counts as hung (at most stall-timeout, and never with the
+// stall guard off). A crashed child process ends at once and its parent
+// carries on; a crashed first process of the step never ends.
+const CRASH_GRACE_MS = 60_000;
+function buildArgs(inputs, builder, metadataFile, progress) {
+    const args = ['buildx', 'build', '--builder', builder];
+    if (progress)
+        args.push('--progress', progress);
+    args.push('--platform', inputs.platforms.join(','));
+    if (inputs.file)
+        args.push('--file', inputs.file);
+    for (const tag of inputs.tags)
+        args.push('--tag', `${inputs.image}:${tag}`);
+    for (const arg of inputs.buildArgs)
+        args.push('--build-arg', arg);
+    for (const label of inputs.labels)
+        args.push('--label', label);
+    for (const note of inputs.annotations)
+        args.push('--annotation', note);
+    if (inputs.target)
+        args.push('--target', inputs.target);
+    inputs.secrets.forEach(({ id }, index) => args.push('--secret', `id=${id},env=${secretEnv(index)}`));
+    for (const { id, path } of inputs.secretFiles) {
+        args.push('--secret', `id=${id},src=${path}`);
+    }
+    for (const cache of inputs.cacheFrom)
+        args.push('--cache-from', cache);
+    for (const cache of inputs.cacheTo)
+        args.push('--cache-to', cache);
+    if (inputs.network)
+        args.push('--network', inputs.network);
+    // `=` keeps a value such as `false` from being read as the build context.
+    args.push(`--provenance=${inputs.provenance}`, `--sbom=${inputs.sbom}`);
+    if (inputs.noCache)
+        args.push('--no-cache');
+    if (inputs.pull)
+        args.push('--pull');
+    if (inputs.pushByDigest) {
+        // No tag: the image is reachable by its digest only, until the merge
+        // job puts it in the tagged index.
+        args.push('--output', `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`);
+    }
+    else if (inputs.push) {
+        args.push('--push');
+    }
+    args.push('--metadata-file', metadataFile, inputs.context);
+    return args;
+}
+// Secret values travel to buildx in its environment, never in argv.
+const secretEnv = (index) => `MULTIARCH_SECRET_${index}`;
+function secretsEnvironment(inputs) {
+    return Object.fromEntries(inputs.secrets.map(({ value }, index) => [secretEnv(index), value]));
+}
+function readDigest(metadata) {
+    const digest = metadata['containerimage.digest'];
+    return typeof digest === 'string' ? digest : '';
+}
+// debug-platform: the maintainers' way to debug one platform, as one input.
+// Only that platform is built, with plain progress, and nothing is written
+// to any registry: no push, no mirrors, no cache export.
+function debugInputs(inputs) {
+    const platform = inputs.debugPlatform;
+    if (!platform)
+        return inputs;
+    if (inputs.source) {
+        lib_core/* warning */.$e('debug-platform: ignored with source, which builds nothing');
+        return { ...inputs, debugPlatform: '' };
+    }
+    if (!inputs.platforms.includes(platform)) {
+        lib_core/* warning */.$e(`debug-platform: ${platform} is not one of platforms (${inputs.platforms.join(', ')}); building it anyway`);
+    }
+    const skipped = [
+        inputs.push ? 'push' : '',
+        inputs.mirrors.length > 0 ? 'mirrors' : '',
+        inputs.cacheTo.length > 0 ? 'cache-to' : ''
+    ].filter(Boolean);
+    notice(`debug-platform: building only ${platform}, with plain progress` +
+        (skipped.length > 0 ? `; skipping ${skipped.join(', ')}` : '') +
+        '. Nothing is written to any registry.');
+    return {
+        ...inputs,
+        platforms: [platform],
+        push: false,
+        mirrors: [],
+        cacheTo: []
+    };
+}
+function guardsFor(inputs) {
+    const stallMs = Math.round(inputs.stallTimeout * 60_000);
+    return {
+        buildMs: Math.round(inputs.buildTimeout * 60_000),
+        stallMs,
+        crashGraceMs: stallMs > 0 ? Math.min(CRASH_GRACE_MS, stallMs) : 0
+    };
+}
+function checkGuards(progress, guards, startedAt, now) {
+    // Copies, so that the cancellation that follows does not change them.
+    const running = () => progress.running().map(step => ({ ...step, logs: [...step.logs] }));
+    if (guards.crashGraceMs > 0) {
+        const steps = crashedAndSilent(progress, guards.crashGraceMs, now).map(step => ({ ...step, logs: [...step.logs] }));
+        if (steps.length > 0) {
+            const silentMs = now - Math.max(...steps.map(s => s.lastOutput));
+            return { kind: 'crash', steps, silentMs };
+        }
+    }
+    if (guards.buildMs > 0 && now - startedAt >= guards.buildMs) {
+        return { kind: 'timeout', afterMs: now - startedAt, running: running() };
+    }
+    if (guards.stallMs > 0 && now - progress.lastOutput >= guards.stallMs) {
+        return {
+            kind: 'stall',
+            silentMs: now - progress.lastOutput,
+            running: running()
+        };
+    }
+    return undefined;
+}
+async function build(inputs, builder, tempDir, escalation) {
+    if (inputs.driver === 'remote') {
+        await checkBuilderPlatforms(builder, inputs.platforms);
+    }
+    if (inputs.annotations.length > 0 && !atLeast(buildxInUse(), '0.12.0')) {
+        lib_core/* warning */.$e(`annotations: ignored, because buildx ${buildxInUse()} has no ` +
+            '--annotation (0.12 and newer have it; set buildx-version)');
+        inputs = { ...inputs, annotations: [] };
+    }
+    const metadataFile = (0,external_node_path_.join)(tempDir, 'metadata.json');
+    // rawjson came with buildx 0.13; older ones are read in plain form.
+    const mode = inputs.debugPlatform || !atLeast(buildxInUse(), '0.13.0')
+        ? 'plain'
+        : 'rawjson';
+    const progress = new BuildProgress(mode, inputs.platforms, line => lib_core/* info */.pq(line));
+    const streams = {
+        stdout: lineSplitter(line => progress.line(line)),
+        stderr: lineSplitter(line => progress.line(line))
+    };
+    const guards = guardsFor(inputs);
+    lib_core/* info */.pq(`Guards: build-timeout ${minutes(guards.buildMs)}, stall-timeout ` +
+        `${minutes(guards.stallMs)}, QEMU crash grace ${minutes(guards.crashGraceMs)}`);
+    const startedAt = Date.now();
+    const child = (0,src_exec/* start */.ni)({
+        phase: build_PHASE,
+        args: buildArgs(inputs, builder, metadataFile, mode),
+        echo: true,
+        env: secretsEnvironment(inputs)
+    }, (text, stream) => streams[stream].write(text), escalation);
+    let stop;
+    const halt = (reason) => {
+        if (stop)
+            return;
+        stop = reason;
+        lib_core/* info */.pq(`Stopping the build: ${stopHeadline(reason, inputs)}`);
+        child.stop();
+    };
+    const watch = setInterval(() => {
+        const reason = checkGuards(progress, guards, startedAt, Date.now());
+        if (reason)
+            halt(reason);
+    }, 1000);
+    // The runner cancels a job with SIGINT, then SIGTERM: pass it on, so
+    // that BuildKit stops too instead of building for nobody.
+    const onSignal = (signal) => halt({ kind: 'interrupted', signal, running: progress.running() });
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const ended = await child.done.finally(() => {
+        clearInterval(watch);
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+    });
+    streams.stdout.end();
+    streams.stderr.end();
+    progress.end();
+    const seconds = Math.round((Date.now() - startedAt) / 1000);
+    if (ended.exitCode !== 0 || stop) {
+        if (ended.exitCode === 0 && stop) {
+            lib_core/* warning */.$e('The build finished as it was being stopped; keeping it');
+        }
+        else {
+            const sent = child.signalsSent();
+            if (sent.length > 0) {
+                lib_core/* info */.pq(`buildx ended after ${sent.join(', ')} (${seconds} s)`);
+            }
+            throw await failed(inputs, progress, stop, ended.exitCode);
+        }
+    }
+    const metadata = JSON.parse((0,external_node_fs_.readFileSync)(metadataFile, 'utf8'));
+    const digest = readDigest(metadata);
+    if (inputs.push && !digest) {
+        throw new src_exec/* PhaseError */.wo(build_PHASE, `buildx wrote no containerimage.digest to ${metadataFile}`);
+    }
+    if (digest)
+        lib_core/* info */.pq(`Pushed ${inputs.image}@${digest}`);
+    return { digest, metadata };
+}
+// --- Saying what went wrong ------------------------------------------------
+const NOTHING_PUSHED = 'Nothing was pushed: buildx pushes only after every platform has built.';
+const PERHAPS_PUSHED = 'buildx had begun exporting, so some layers or manifests may have ' +
+    'reached the registry; it writes the tags last.';
+function minutes(ms) {
+    if (ms === 0)
+        return 'off';
+    return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${ms / 60_000} min`;
+}
+// Step names keep a RUN's line continuations as runs of spaces.
+function build_short(text, length = 100) {
+    const flat = text.replace(/\s+/g, ' ').trim();
+    return flat.length > length ? `${flat.slice(0, length - 3)}...` : flat;
+}
+// Annotations point at files relative to the workspace.
+function annotationPath(inputs) {
+    const file = inputs.file || (0,external_node_path_.join)(inputs.context, 'Dockerfile');
+    const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
+    return (0,external_node_path_.isAbsolute)(file) ? (0,external_node_path_.relative)(workspace, file) : file;
+}
+function stopHeadline(stop, inputs) {
+    switch (stop.kind) {
+        case 'timeout':
+            return `the build ran for ${minutes(stop.afterMs)}, past build-timeout (${inputs.buildTimeout} min)`;
+        case 'stall':
+            return `no build output for ${minutes(stop.silentMs)} (stall-timeout: ${inputs.stallTimeout} min)`;
+        case 'crash':
+            return `QEMU crashed in ${stop.steps.map(s => build_short(describeStep(s))).join(', ')} and the step did not end`;
+        case 'interrupted':
+            return `the action received ${stop.signal}`;
+    }
+}
+function stepLine(step, now) {
+    const last = step.logs[step.logs.length - 1];
+    const silent = Math.round((now - step.lastOutput) / 1000);
+    const said = last ? `, last output: "${build_short(last.trim(), 120)}"` : '';
+    return `${step.platform || '(all platforms)'} ${build_short(step.label)} (silent for ${silent} s${said})`;
+}
+// True when the platform runs under QEMU on this runner.
+function emulated(inputs, platform) {
+    if (!platform || inputs.driver === 'remote')
+        return false;
+    return emulatedPlatforms([platform]).length > 0;
+}
+function explain(failure, inputs, note = '') {
+    const where = failure.platform || 'the build';
+    const parts = [];
+    if (failure.exitCode !== undefined) {
+        parts.push(`exit code ${failure.exitCode}` +
+            (failure.signal ? ` (${failure.signal})` : ''));
+    }
+    if (failure.qemuLine)
+        parts.push(`QEMU said: "${failure.qemuLine}"`);
+    const underQemu = emulated(inputs, failure.platform);
+    const qemuCrash = failure.qemuLine !== undefined ||
+        (underQemu &&
+            ['SIGSEGV', 'SIGILL', 'SIGBUS'].includes(failure.signal ?? ''));
+    const lines = [
+        `${where} failed at ${build_short(failure.step, 200)}: ` +
+            (parts.length > 0 ? parts.join('; ') : build_short(failure.reason, 300))
+    ];
+    if (note)
+        lines.push(note);
+    if (qemuCrash) {
+        lines.push(`This looks like QEMU crashing while emulating ${where}, rather than ` +
+            'a mistake in the Dockerfile. Try another base image (or another ' +
+            'release of it), or another QEMU version through qemu-image.');
+    }
+    else if (failure.execFormat) {
+        lines.push(`The kernel could not run a ${where} program ("exec format error"): ` +
+            'no emulator handled it. Check the Installing emulators group, or ' +
+            'set qemu: true.');
+    }
+    if (!inputs.debugPlatform && failure.platform) {
+        lines.push(`To see this platform alone, re-run with debug-platform: ${failure.platform} (plain progress, nothing pushed).`);
+    }
+    const title = build_short(`${where}: ${failure.step} failed`, 120);
+    return { title, message: lines.join('\n') };
+}
+async function failed(inputs, progress, stop, exitCode) {
+    const now = Date.now();
+    const file = annotationPath(inputs);
+    let headline;
+    let rows;
+    let platforms;
+    if (stop && stop.kind !== 'crash') {
+        const running = stop.running;
+        platforms = [...new Set(running.map(s => s.platform).filter(Boolean))];
+        const advice = {
+            stall: ' A step under QEMU can be silent for many minutes: if it is only ' +
+                'slow, raise stall-timeout.',
+            timeout: ' If the build is only slow, raise build-timeout.',
+            interrupted: ''
+        }[stop.kind];
+        const debug = platforms.length > 0 &&
+            !inputs.debugPlatform &&
+            stop.kind !== 'interrupted'
+            ? ` To watch one platform alone, re-run with debug-platform: ${platforms[0]}.`
+            : '';
+        headline =
+            `${stopHeadline(stop, inputs)}; cancelled the build. ` +
+                (running.length > 0
+                    ? `Still running: ${running.map(s => stepLine(s, now)).join('; ')}.`
+                    : 'No step was running.') +
+                advice +
+                debug;
+        rows = running.map(s => [
+            s.platform,
+            build_short(s.label),
+            `still running when cancelled (${stop.kind})`
+        ]);
+    }
+    else {
+        // A crash that hung, or a failure buildx reported itself.
+        const found = failures(progress);
+        const crashed = stop?.kind === 'crash'
+            ? stop.steps.map((step) => ({
+                platform: step.platform,
+                step: step.label,
+                reason: 'QEMU crashed and the step hung',
+                qemuLine: [...step.logs].reverse().find(isQemuFatal)?.trim(),
+                execFormat: false,
+                logs: step.logs.slice(-10)
+            }))
+            : [];
+        const all = crashed.length > 0 ? crashed : found;
+        const note = stop?.kind === 'crash'
+            ? `The step then stayed silent for ${minutes(stop.silentMs)} and was ` +
+                'cancelled: QEMU cannot exit when the crashed program is the ' +
+                "step's first process, so the step would have hung."
+            : '';
+        for (const failure of all) {
+            const { title, message } = explain(failure, inputs, note);
+            const line = failure.dockerfile && all.length === 1 ? failure.dockerfile.line : 0;
+            lib_core/* error */.z3(message, {
+                title,
+                ...(line > 0 ? { file, startLine: line } : {})
+            });
+        }
+        platforms = [...new Set(all.map(f => f.platform).filter(Boolean))];
+        rows = all.map(f => [
+            f.platform,
+            build_short(f.step),
+            [
+                f.exitCode !== undefined
+                    ? `exit code ${f.exitCode}${f.signal ? ` (${f.signal})` : ''}`
+                    : f.reason,
+                f.qemuLine ? `\`${f.qemuLine}\`` : ''
+            ]
+                .filter(Boolean)
+                .join(', ')
+        ]);
+        headline =
+            all.length > 0
+                ? all
+                    .map(f => `${f.platform || 'the build'} failed at ${build_short(f.step)}` +
+                    (f.exitCode !== undefined
+                        ? ` (exit code ${f.exitCode}${f.signal ? `, ${f.signal}` : ''})`
+                        : '') +
+                    (f.qemuLine ? ` with "${f.qemuLine}"` : ''))
+                    .join('; ') +
+                    (stop?.kind === 'crash'
+                        ? '; the step then hung, and the build was cancelled.'
+                        : '.')
+                : finalError(progress.text) ||
+                    `docker buildx build exited with ${exitCode}`;
+    }
+    // The export (and push) step starts only once every platform has built.
+    const exported = progress
+        .steps()
+        .some(step => step.started && /^exporting to /.test(step.label));
+    const pushed = exported ? PERHAPS_PUSHED : NOTHING_PUSHED;
+    await failureSummary(inputs, rows, platforms, headline, pushed);
+    return new src_exec/* PhaseError */.wo(build_PHASE, `${headline} ${pushed}`, platforms.join(', ') || undefined);
+}
+async function failureSummary(inputs, rows, platforms, headline, pushed) {
+    if (!process.env.GITHUB_STEP_SUMMARY)
+        return;
+    const header = ['Platform', 'Step', 'What happened'].map(data => ({
+        data,
+        header: true
+    }));
+    const summary = lib_core/* summary */.z
+        .addHeading('Multi-platform build failed', 2)
+        .addRaw(headline, true);
+    if (rows.length > 0)
+        summary.addTable([header, ...rows]);
+    summary.addRaw(pushed, true);
+    if (!inputs.debugPlatform) {
+        for (const platform of platforms) {
+            summary.addRaw(`To debug ${platform} alone (plain progress, nothing pushed), re-run with:`, true);
+            summary.addCodeBlock(`debug-platform: ${platform}`, 'yaml');
+        }
+    }
+    await summary.write();
+}
+
+// EXTERNAL MODULE: ./src/builder.ts
+var src_builder = __nccwpck_require__(4868);
 // EXTERNAL MODULE: ./src/logins.ts
 var logins = __nccwpck_require__(2989);
 ;// CONCATENATED MODULE: ./src/mirrors.ts
@@ -37916,6 +37930,7 @@ async function absent(image, digests) {
 
 
 
+
 // dry-run: every command the run would make, in order, the post step's
 // included, and every tag on every registry, without running any of them.
 const BUILDER = '<new builder>';
@@ -37931,7 +37946,8 @@ function plan(inputs) {
         ]);
     }
     docker(['buildx', 'version']);
-    const copying = inputs.source !== '';
+    const merging = inputs.digests.length > 0;
+    const copying = inputs.source !== '' || merging;
     let builder = '';
     if (!copying) {
         const missing = emulatedPlatforms(inputs.platforms).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
@@ -37951,7 +37967,16 @@ function plan(inputs) {
     for (const credential of inputs.credentials)
         docker((0,logins/* loginArgs */.be)(credential));
     let source = `${inputs.image}@${plan_DIGEST}`;
-    if (copying) {
+    if (merging) {
+        for (const tag of inputs.push ? inputs.floatingTags : []) {
+            docker(labelArgs('', `${inputs.image}:${tag}`));
+        }
+        const { image, tags, digests } = inputs;
+        docker(mergeArgs(image, tags, digests, true));
+        docker(mergeArgs(image, tags, digests));
+        tags.forEach(tag => docker(inspectArgs('', `${image}:${tag}`)));
+    }
+    else if (copying) {
         docker(inspectArgs('', inputs.source));
         source = `${sourceRepository(inputs.source)}@${plan_DIGEST}`;
     }
@@ -37983,6 +38008,8 @@ function plan(inputs) {
 }
 const quote = (arg) => /^[\w@%+=:,./<>{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 function plannedRefs(inputs) {
+    if (inputs.pushByDigest)
+        return [];
     const repositories = inputs.push || inputs.source
         ? [inputs.image, ...inputs.mirrors].filter(Boolean)
         : [];

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import {atLeast, buildxInUse} from './buildx.js'
 import {readFileSync} from 'node:fs'
 import {isAbsolute, join, relative} from 'node:path'
 import {checkBuilderPlatforms, emulatedPlatforms} from './emulators.js'
@@ -194,8 +195,19 @@ export async function build(
   if (inputs.driver === 'remote') {
     await checkBuilderPlatforms(builder, inputs.platforms)
   }
+  if (inputs.annotations.length > 0 && !atLeast(buildxInUse(), '0.12.0')) {
+    core.warning(
+      `annotations: ignored, because buildx ${buildxInUse()} has no ` +
+        '--annotation (0.12 and newer have it; set buildx-version)'
+    )
+    inputs = {...inputs, annotations: []}
+  }
   const metadataFile = join(tempDir, 'metadata.json')
-  const mode: ProgressMode = inputs.debugPlatform ? 'plain' : 'rawjson'
+  // rawjson came with buildx 0.13; older ones are read in plain form.
+  const mode: ProgressMode =
+    inputs.debugPlatform || !atLeast(buildxInUse(), '0.13.0')
+      ? 'plain'
+      : 'rawjson'
   const progress = new BuildProgress(mode, inputs.platforms, line =>
     core.info(line)
   )

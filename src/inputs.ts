@@ -332,6 +332,15 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   if (!DRIVERS.includes(driver as Driver)) {
     problems.add('driver', driver, `is not one of ${DRIVERS.join(', ')}`)
   }
+  if (pushByDigest && driver === 'docker') {
+    // buildx refuses it: "push-by-digest is currently not implemented for
+    // docker driver" (buildx 0.13, also the engine's containerd store).
+    problems.add(
+      'driver',
+      driver,
+      'cannot push by digest (push-by-digest); use docker-container or remote'
+    )
+  }
   const endpoint = read('endpoint')
   if (driver === 'remote' && !endpoint) {
     problems.add('endpoint', '', 'is required with driver: remote')

@@ -4,6 +4,7 @@ import {bootArgs, createArgs, removeArgs} from './builder.js'
 import {emulatedPlatforms, installArgs, isRegistered} from './emulators.js'
 import type {Inputs} from './inputs.js'
 import {loginArgs, logoutArgs} from './logins.js'
+import {mergeArgs} from './merge.js'
 import {copyArgs, inspectArgs, sourceRepository} from './mirrors.js'
 import {labelArgs} from './tags.js'
 
@@ -24,7 +25,8 @@ export function plan(inputs: Inputs): string[][] {
     ])
   }
   docker(['buildx', 'version'])
-  const copying = inputs.source !== ''
+  const merging = inputs.digests.length > 0
+  const copying = inputs.source !== '' || merging
   let builder = ''
   if (!copying) {
     const missing = emulatedPlatforms(inputs.platforms).filter(
@@ -47,7 +49,15 @@ export function plan(inputs: Inputs): string[][] {
   }
   for (const credential of inputs.credentials) docker(loginArgs(credential))
   let source = `${inputs.image}@${DIGEST}`
-  if (copying) {
+  if (merging) {
+    for (const tag of inputs.push ? inputs.floatingTags : []) {
+      docker(labelArgs('', `${inputs.image}:${tag}`))
+    }
+    const {image, tags, digests} = inputs
+    docker(mergeArgs(image, tags, digests, true))
+    docker(mergeArgs(image, tags, digests))
+    tags.forEach(tag => docker(inspectArgs('', `${image}:${tag}`)))
+  } else if (copying) {
     docker(inspectArgs('', inputs.source))
     source = `${sourceRepository(inputs.source)}@${DIGEST}`
   } else {
@@ -81,6 +91,7 @@ const quote = (arg: string): string =>
   /^[\w@%+=:,./<>{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`
 
 export function plannedRefs(inputs: Inputs): string[] {
+  if (inputs.pushByDigest) return []
   const repositories =
     inputs.push || inputs.source
       ? [inputs.image, ...inputs.mirrors].filter(Boolean)
