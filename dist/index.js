@@ -31616,6 +31616,7 @@ module.exports = {
 /* harmony export */   AN: () => (/* binding */ bootArgs),
 /* harmony export */   Bj: () => (/* binding */ prepareBuilder),
 /* harmony export */   Og: () => (/* binding */ createArgs),
+/* harmony export */   cn: () => (/* binding */ appendArgs),
 /* harmony export */   iq: () => (/* binding */ removeBuilder),
 /* harmony export */   wb: () => (/* binding */ removeArgs)
 /* harmony export */ });
@@ -31647,6 +31648,17 @@ function createArgs(inputs, name) {
         args.push(inputs.endpoint);
     return args;
 }
+// One more BuildKit node in the builder, for the platforms it builds
+// natively; buildx rm <builder> later removes it with the builder.
+function appendArgs(builder, node, index) {
+    const args = ['buildx', 'create', '--append', '--name', builder];
+    args.push('--node', node.name || `${builder}-node${index + 1}`);
+    args.push('--platform', node.platforms.join(','));
+    for (const opt of node.driverOpts)
+        args.push('--driver-opt', opt);
+    args.push(node.endpoint);
+    return args;
+}
 const bootArgs = (name) => [
     'buildx',
     'inspect',
@@ -31672,6 +31684,14 @@ async function prepareBuilder(inputs) {
     const name = builderName();
     await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: createArgs(inputs, name), echo: true });
     _state_js__WEBPACK_IMPORTED_MODULE_3__/* .record */ .g1({ builder: name });
+    for (const [index, node] of inputs.nodes.entries()) {
+        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({
+            phase: PHASE,
+            args: appendArgs(name, node, index),
+            subject: node.endpoint,
+            echo: true
+        });
+    }
     await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), subject: name, echo: true });
     return name;
 }
@@ -35406,9 +35426,15 @@ function getInputs(env = process.env) {
         latest,
         fileVersion
     };
-    // A push by digest writes no tag: the merge job tags the index.
+    // A push by digest writes no tag: the merge job tags the index. The
+    // version still labels the image, as in a single-runner release.
     const release = pushByDigest
-        ? { tags: [], floating: [], notices: [] }
+        ? {
+            version: parseVersion(env.GITHUB_REF),
+            tags: [],
+            floating: [],
+            notices: []
+        }
         : tagList(read('tags'), tagContext, problems);
     if (pushByDigest && read('tags').trim()) {
         notice('tags: ignored with push-by-digest; the merge job writes the tags');
@@ -35504,6 +35530,13 @@ function getInputs(env = process.env) {
         problems.add('endpoint', '', 'is required with driver: remote');
     }
     const driverOpts = parseList(read('driver-opts'));
+    const nodes = nodeList(read('nodes'), problems);
+    if (nodes.length > 0 && driver === 'docker') {
+        problems.add('nodes', nodes.map(node => node.endpoint).join(', '), 'cannot be appended with driver: docker (the engine has one node); use docker-container or remote');
+    }
+    if (nodes.length > 0 && read('builder')) {
+        problems.add('nodes', nodes.map(node => node.endpoint).join(', '), `cannot be appended to the existing builder ${read('builder')}; leave builder empty`);
+    }
     const buildkitdConfig = read('buildkitd-config');
     const builder = read('builder');
     const network = read('network');
@@ -35665,7 +35698,8 @@ function getInputs(env = process.env) {
         buildxVersion,
         buildxDownloadUrl,
         pushByDigest,
-        digests
+        digests,
+        nodes
     };
     lib_core/* debug */.Yz(`Resolved inputs: ${JSON.stringify(redact(inputs))}`);
     return inputs;
@@ -35828,6 +35862,80 @@ function mergedPlatforms(text, digests, problems) {
         problems.add('digests', platform, `is not one of platforms (${wanted.join(', ')})`);
     }
     return given;
+}
+const NODE_KEYS = ['name', 'endpoint', 'platforms', 'driver-opts'];
+// nodes: a YAML list of {name?, endpoint, platforms, driver-opts?}; lists
+// may be YAML lists or comma separated text.
+function nodeList(text, problems) {
+    if (!text.trim())
+        return [];
+    const document = (0,dist/* parseDocument */.Tp)(text, { logLevel: 'silent', uniqueKeys: true });
+    const entries = document.errors.length > 0 ? undefined : document.toJS();
+    if (!Array.isArray(entries)) {
+        problems.add('nodes', text, 'is not a YAML list of {name, endpoint, platforms, driver-opts}');
+        return [];
+    }
+    const nodes = [];
+    entries.forEach((entry, index) => {
+        const where = `nodes entry ${index + 1}`;
+        if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+            problems.list.push(`${where}: must be a mapping of ${NODE_KEYS.join(', ')}`);
+            return;
+        }
+        const fields = entry;
+        const unknown = Object.keys(fields).filter(key => !NODE_KEYS.includes(key));
+        if (unknown.length > 0) {
+            problems.list.push(`${where}: unknown ${unknown.join(', ')} (accepted: ${NODE_KEYS.join(', ')})`);
+        }
+        // Scalars as text; a mapping where text belongs is reported.
+        const text = (key, value) => {
+            if (value === undefined || value === null)
+                return '';
+            if (typeof value === 'string')
+                return value.trim();
+            if (typeof value === 'number' || typeof value === 'boolean') {
+                return String(value);
+            }
+            problems.list.push(`${where}: ${key} must be text, not a ${typeof value}`);
+            return '';
+        };
+        const list = (key) => {
+            const value = fields[key];
+            return Array.isArray(value)
+                ? value.map(item => text(key, item)).filter(Boolean)
+                : parseList(text(key, value));
+        };
+        const name = text('name', fields.name);
+        const endpoint = text('endpoint', fields.endpoint);
+        if (name && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
+            problems.list.push(`${where}: name ${JSON.stringify(name)} is not a valid node name (letters, digits, _ . -)`);
+        }
+        if (!endpoint) {
+            problems.list.push(`${where}: endpoint is required (e.g. tcp://arm64-host:1234)`);
+        }
+        const platforms = [];
+        for (const entry of list('platforms')) {
+            try {
+                platforms.push(formatPlatform(parsePlatform(entry)));
+            }
+            catch (error) {
+                problems.list.push(`${where}: platforms: ${JSON.stringify(entry)} is not a platform: ${message(error)}`);
+            }
+        }
+        if (list('platforms').length === 0) {
+            problems.list.push(`${where}: platforms is required (the platforms this node builds)`);
+        }
+        if (name && nodes.some(node => node.name === name)) {
+            problems.list.push(`${where}: name ${name} is used twice`);
+        }
+        nodes.push({
+            name,
+            endpoint,
+            platforms,
+            driverOpts: list('driver-opts')
+        });
+    });
+    return nodes;
 }
 const AUTH_KEYS = ['registry', 'username', 'password', 'password-env'];
 // Every form of a password that could reach a log: as given, trimmed (what
@@ -37486,13 +37594,17 @@ const inspectArgs = (builder, ref) => [
 // (unknown/unknown) are not platforms.
 function parseInspect(stdout) {
     const manifest = JSON.parse(stdout);
-    const platforms = (manifest.manifests ?? [])
-        .map(entry => fromDescriptor(entry.platform ?? {}))
-        .filter(platform => platform !== 'unknown/unknown');
+    const entries = (manifest.manifests ?? [])
+        .map((entry) => [
+        fromDescriptor(entry.platform ?? {}),
+        entry.digest ?? ''
+    ])
+        .filter(([platform]) => platform !== 'unknown/unknown');
     return {
         digest: manifest.digest ?? '',
         mediaType: manifest.mediaType ?? '',
-        platforms
+        platforms: entries.map(([platform]) => platform),
+        children: Object.fromEntries(entries)
     };
 }
 const PERMANENT = /denied|MANIFEST_INVALID|TAG_INVALID|NAME_INVALID|NAME_UNKNOWN|name unknown|unknown manifest class|unsupported media ?type|MANIFEST_BLOB_UNKNOWN|invalid reference format|\b40[03]\b/i;
@@ -37743,7 +37855,12 @@ async function checkPushed(inputs, builder, built) {
             `expected ${inputs.platforms.join(', ')}`);
     }
     lib_core/* info */.pq(`${inputs.image}@${built.digest} holds ${platforms.join(', ')}`);
-    return { ...built, mediaType: found.mediaType, platforms };
+    return {
+        ...built,
+        mediaType: found.mediaType,
+        platforms,
+        children: found.children
+    };
 }
 // Mirror-only mode: the source named by tag is resolved to its digest once,
 // and every copy reads that digest.
@@ -37754,7 +37871,8 @@ async function readSource(inputs) {
         digest: found.digest,
         metadata: {},
         mediaType: found.mediaType,
-        platforms: found.platforms
+        platforms: found.platforms,
+        children: found.children
     };
 }
 function sourceRepository(source) {
@@ -37961,6 +38079,7 @@ function plan(inputs) {
         if (!builder) {
             builder = BUILDER;
             docker((0,src_builder/* createArgs */.Og)(inputs, builder));
+            inputs.nodes.forEach((node, i) => docker((0,src_builder/* appendArgs */.cn)(builder, node, i)));
         }
         docker((0,src_builder/* bootArgs */.AN)(builder));
     }
@@ -38103,6 +38222,10 @@ async function writeSummary(outcome) {
         .addHeading('Multi-platform release', 2)
         .addTable([header, ...summaryRows(outcome)])
         .addRaw(`Platforms: ${built.platforms.join(', ')}`, true);
+    const children = Object.entries(built.children ?? {});
+    if (children.length > 0) {
+        summary.addList(children.map(([platform, digest]) => `${platform}: ${digest}`));
+    }
     if (inputs.pushByDigest && built.digest) {
         summary.addRaw(`Pushed by digest only (no tag); for the merge job's digests: ` +
             `${inputs.platforms[0]}=${built.digest}`, true);

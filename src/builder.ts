@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import {randomBytes} from 'node:crypto'
 import {run} from './exec.js'
-import type {Inputs} from './inputs.js'
+import type {BuilderNode, Inputs} from './inputs.js'
 import * as state from './state.js'
 
 // Builder: a fresh BuildKit for this run (docker-container or remote), the
@@ -21,6 +21,21 @@ export function createArgs(inputs: Inputs, name: string): string[] {
     args.push('--buildkitd-config', inputs.buildkitdConfig)
   }
   if (inputs.driver === 'remote') args.push(inputs.endpoint)
+  return args
+}
+
+// One more BuildKit node in the builder, for the platforms it builds
+// natively; buildx rm <builder> later removes it with the builder.
+export function appendArgs(
+  builder: string,
+  node: BuilderNode,
+  index: number
+): string[] {
+  const args = ['buildx', 'create', '--append', '--name', builder]
+  args.push('--node', node.name || `${builder}-node${index + 1}`)
+  args.push('--platform', node.platforms.join(','))
+  for (const opt of node.driverOpts) args.push('--driver-opt', opt)
+  args.push(node.endpoint)
   return args
 }
 
@@ -51,6 +66,14 @@ export async function prepareBuilder(inputs: Inputs): Promise<string> {
   const name = builderName()
   await run({phase: PHASE, args: createArgs(inputs, name), echo: true})
   state.record({builder: name})
+  for (const [index, node] of inputs.nodes.entries()) {
+    await run({
+      phase: PHASE,
+      args: appendArgs(name, node, index),
+      subject: node.endpoint,
+      echo: true
+    })
+  }
   await run({phase: PHASE, args: bootArgs(name), subject: name, echo: true})
   return name
 }

@@ -88,6 +88,15 @@ export interface Inputs {
   // digests into the tagged index (no build).
   pushByDigest: boolean
   digests: PlatformDigest[]
+  // More BuildKit nodes appended to the builder this run creates.
+  nodes: BuilderNode[]
+}
+
+export interface BuilderNode {
+  name: string // '' lets the action name it after the builder
+  endpoint: string
+  platforms: string[]
+  driverOpts: string[]
 }
 
 export interface PlatformDigest {
@@ -224,9 +233,15 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     latest,
     fileVersion
   }
-  // A push by digest writes no tag: the merge job tags the index.
+  // A push by digest writes no tag: the merge job tags the index. The
+  // version still labels the image, as in a single-runner release.
   const release: Release = pushByDigest
-    ? {tags: [], floating: [], notices: []}
+    ? {
+        version: parseVersion(env.GITHUB_REF),
+        tags: [],
+        floating: [],
+        notices: []
+      }
     : tagList(read('tags'), tagContext, problems)
   if (pushByDigest && read('tags').trim()) {
     notice('tags: ignored with push-by-digest; the merge job writes the tags')
@@ -346,6 +361,21 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     problems.add('endpoint', '', 'is required with driver: remote')
   }
   const driverOpts = parseList(read('driver-opts'))
+  const nodes = nodeList(read('nodes'), problems)
+  if (nodes.length > 0 && driver === 'docker') {
+    problems.add(
+      'nodes',
+      nodes.map(node => node.endpoint).join(', '),
+      'cannot be appended with driver: docker (the engine has one node); use docker-container or remote'
+    )
+  }
+  if (nodes.length > 0 && read('builder')) {
+    problems.add(
+      'nodes',
+      nodes.map(node => node.endpoint).join(', '),
+      `cannot be appended to the existing builder ${read('builder')}; leave builder empty`
+    )
+  }
   const buildkitdConfig = read('buildkitd-config')
   const builder = read('builder')
   const network = read('network')
@@ -583,7 +613,8 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     buildxVersion,
     buildxDownloadUrl,
     pushByDigest,
-    digests
+    digests,
+    nodes
   }
   core.debug(`Resolved inputs: ${JSON.stringify(redact(inputs))}`)
   return inputs
@@ -798,6 +829,95 @@ function mergedPlatforms(
     )
   }
   return given
+}
+
+const NODE_KEYS = ['name', 'endpoint', 'platforms', 'driver-opts']
+
+// nodes: a YAML list of {name?, endpoint, platforms, driver-opts?}; lists
+// may be YAML lists or comma separated text.
+function nodeList(text: string, problems: Problems): BuilderNode[] {
+  if (!text.trim()) return []
+  const document = parseDocument(text, {logLevel: 'silent', uniqueKeys: true})
+  const entries: unknown =
+    document.errors.length > 0 ? undefined : document.toJS()
+  if (!Array.isArray(entries)) {
+    problems.add(
+      'nodes',
+      text,
+      'is not a YAML list of {name, endpoint, platforms, driver-opts}'
+    )
+    return []
+  }
+  const nodes: BuilderNode[] = []
+  entries.forEach((entry: unknown, index) => {
+    const where = `nodes entry ${index + 1}`
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+      problems.list.push(
+        `${where}: must be a mapping of ${NODE_KEYS.join(', ')}`
+      )
+      return
+    }
+    const fields = entry as Record<string, unknown>
+    const unknown = Object.keys(fields).filter(key => !NODE_KEYS.includes(key))
+    if (unknown.length > 0) {
+      problems.list.push(
+        `${where}: unknown ${unknown.join(', ')} (accepted: ${NODE_KEYS.join(', ')})`
+      )
+    }
+    // Scalars as text; a mapping where text belongs is reported.
+    const text = (key: string, value: unknown): string => {
+      if (value === undefined || value === null) return ''
+      if (typeof value === 'string') return value.trim()
+      if (typeof value === 'number' || typeof value === 'boolean') {
+        return String(value)
+      }
+      problems.list.push(`${where}: ${key} must be text, not a ${typeof value}`)
+      return ''
+    }
+    const list = (key: string): string[] => {
+      const value = fields[key]
+      return Array.isArray(value)
+        ? value.map(item => text(key, item)).filter(Boolean)
+        : parseList(text(key, value))
+    }
+    const name = text('name', fields.name)
+    const endpoint = text('endpoint', fields.endpoint)
+    if (name && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
+      problems.list.push(
+        `${where}: name ${JSON.stringify(name)} is not a valid node name (letters, digits, _ . -)`
+      )
+    }
+    if (!endpoint) {
+      problems.list.push(
+        `${where}: endpoint is required (e.g. tcp://arm64-host:1234)`
+      )
+    }
+    const platforms: string[] = []
+    for (const entry of list('platforms')) {
+      try {
+        platforms.push(formatPlatform(parsePlatform(entry)))
+      } catch (error) {
+        problems.list.push(
+          `${where}: platforms: ${JSON.stringify(entry)} is not a platform: ${message(error)}`
+        )
+      }
+    }
+    if (list('platforms').length === 0) {
+      problems.list.push(
+        `${where}: platforms is required (the platforms this node builds)`
+      )
+    }
+    if (name && nodes.some(node => node.name === name)) {
+      problems.list.push(`${where}: name ${name} is used twice`)
+    }
+    nodes.push({
+      name,
+      endpoint,
+      platforms,
+      driverOpts: list('driver-opts')
+    })
+  })
+  return nodes
 }
 
 const AUTH_KEYS = ['registry', 'username', 'password', 'password-env']

@@ -35,6 +35,8 @@ export interface Inspected {
   digest: string
   mediaType: string
   platforms: string[]
+  // Each platform's own manifest digest, for the summary.
+  children: Record<string, string>
 }
 
 export interface CopyPlan {
@@ -89,16 +91,21 @@ export function parseInspect(stdout: string): Inspected {
     digest?: string
     mediaType?: string
     manifests?: {
+      digest?: string
       platform?: {os?: string; architecture?: string; variant?: string}
     }[]
   }
-  const platforms = (manifest.manifests ?? [])
-    .map(entry => fromDescriptor(entry.platform ?? {}))
-    .filter(platform => platform !== 'unknown/unknown')
+  const entries = (manifest.manifests ?? [])
+    .map((entry): [string, string] => [
+      fromDescriptor(entry.platform ?? {}),
+      entry.digest ?? ''
+    ])
+    .filter(([platform]) => platform !== 'unknown/unknown')
   return {
     digest: manifest.digest ?? '',
     mediaType: manifest.mediaType ?? '',
-    platforms
+    platforms: entries.map(([platform]) => platform),
+    children: Object.fromEntries(entries)
   }
 }
 
@@ -401,6 +408,7 @@ export interface Published {
   metadata: Record<string, unknown>
   mediaType: string
   platforms: string[]
+  children?: Record<string, string>
 }
 
 const INDEX_TYPES = [
@@ -440,7 +448,12 @@ export async function checkPushed(
     )
   }
   core.info(`${inputs.image}@${built.digest} holds ${platforms.join(', ')}`)
-  return {...built, mediaType: found.mediaType, platforms}
+  return {
+    ...built,
+    mediaType: found.mediaType,
+    platforms,
+    children: found.children
+  }
 }
 
 // Mirror-only mode: the source named by tag is resolved to its digest once,
@@ -454,7 +467,8 @@ export async function readSource(inputs: Inputs): Promise<Published> {
     digest: found.digest,
     metadata: {},
     mediaType: found.mediaType,
-    platforms: found.platforms
+    platforms: found.platforms,
+    children: found.children
   }
 }
 

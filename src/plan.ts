@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import {buildArgs} from './build.js'
-import {bootArgs, createArgs, removeArgs} from './builder.js'
+import {appendArgs, bootArgs, createArgs, removeArgs} from './builder.js'
 import {emulatedPlatforms, installArgs, isRegistered} from './emulators.js'
 import type {Inputs} from './inputs.js'
 import {loginArgs, logoutArgs} from './logins.js'
@@ -44,6 +44,7 @@ export function plan(inputs: Inputs): string[][] {
     if (!builder) {
       builder = BUILDER
       docker(createArgs(inputs, builder))
+      inputs.nodes.forEach((node, i) => docker(appendArgs(builder, node, i)))
     }
     docker(bootArgs(builder))
   }

@@ -100,6 +100,12 @@ export async function writeSummary(outcome: Outcome): Promise<void> {
     .addHeading('Multi-platform release', 2)
     .addTable([header, ...summaryRows(outcome)])
     .addRaw(`Platforms: ${built.platforms.join(', ')}`, true)
+  const children = Object.entries(built.children ?? {})
+  if (children.length > 0) {
+    summary.addList(
+      children.map(([platform, digest]) => `${platform}: ${digest}`)
+    )
+  }
   if (inputs.pushByDigest && built.digest) {
     summary.addRaw(
       `Pushed by digest only (no tag); for the merge job's digests: ` +

@@ -186,7 +186,12 @@ export function expectNoSecret(run: Run): void {
       expect(JSON.stringify(run.outputs)).not.toContain(form)
       expect(run.summary).not.toContain(form)
       expect(run.post.stdout).not.toContain(form)
-      for (const file of filesUnder(run.runnerTemp)) {
+      // The runner's own files: saved state, outputs, summary, RUNNER_TEMP.
+      const files = [
+        ...filesUnder(run.runnerTemp),
+        ...['state', 'output', 'summary'].map(name => join(run.dir, name))
+      ]
+      for (const file of files) {
         expect(readFileSync(file, 'utf8')).not.toContain(form)
       }
       for (const file of filesUnder(join(run.dir, 'user-docker-config'))) {

@@ -49,7 +49,8 @@ const inputs: Inputs = {
   buildxVersion: '',
   buildxDownloadUrl: 'https://github.com/docker/buildx/releases/download',
   pushByDigest: false,
-  digests: []
+  digests: [],
+  nodes: []
 }
 
 describe('command lines', () => {
@@ -231,15 +232,19 @@ describe('results read from machine output', () => {
       mediaType: 'application/vnd.oci.image.index.v1+json',
       digest: 'sha256:aaa',
       manifests: [
-        {platform: {os: 'linux', architecture: 'amd64'}},
-        {platform: {os: 'linux', architecture: 'arm64', variant: 'v8'}},
+        {digest: 'sha256:a1', platform: {os: 'linux', architecture: 'amd64'}},
+        {
+          digest: 'sha256:a2',
+          platform: {os: 'linux', architecture: 'arm64', variant: 'v8'}
+        },
         {platform: {os: 'unknown', architecture: 'unknown'}}
       ]
     })
     expect(parseInspect(stdout)).toEqual({
       digest: 'sha256:aaa',
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      platforms: ['linux/amd64', 'linux/arm64']
+      platforms: ['linux/amd64', 'linux/arm64'],
+      children: {'linux/amd64': 'sha256:a1', 'linux/arm64': 'sha256:a2'}
     })
   })
 })

@@ -1,5 +1,6 @@
 import {join} from 'node:path'
 import {buildArgs} from '../../src/build.js'
+import {appendArgs} from '../../src/builder.js'
 import {getInputs, InputError, type Inputs} from '../../src/inputs.js'
 import {checkEntries, indexEntries, mergeArgs} from '../../src/merge.js'
 import {plan, plannedRefs} from '../../src/plan.js'
@@ -41,6 +42,18 @@ describe('push-by-digest inputs', () => {
     })
     expect(stdout).toContain('tags: ignored with push-by-digest')
     expect(stdout).toContain('mirrors: skipped with push-by-digest')
+  })
+
+  it('labels the version of a tag push, writing no tag', () => {
+    const {value, error} = withInputs(
+      {...base, 'push-by-digest': 'true', platforms: 'linux/amd64'},
+      () => getInputs(),
+      {GITHUB_REF: 'refs/tags/v6.0.145'}
+    )
+    expect(error).toBeUndefined()
+    expect(value!.tags).toEqual([])
+    expect(value!.version).toBe('6.0.145')
+    expect(value!.labels).toContain('org.opencontainers.image.version=6.0.145')
   })
 
   it('needs no tag and no tag push', () => {
@@ -259,5 +272,153 @@ describe('merge', () => {
       `linux/amd64 is ${ARM}, expected ${AMD}`,
       `linux/arm64 is ${AMD}, expected ${ARM}`
     ])
+  })
+})
+
+// Builder nodes are tested here as command lines and validation only: no
+// second BuildKit daemon can be had on the test machine (no BuildKit image
+// to pull, no buildkitd package), so `buildx create --append` never runs
+// in the e2e suite.
+describe('builder nodes', () => {
+  const node = {
+    name: 'arm',
+    endpoint: 'tcp://10.0.0.2:1234',
+    platforms: ['linux/arm64', 'linux/arm/v7'],
+    driverOpts: ['cacert=/certs/ca.pem', 'cert=/certs/cert.pem']
+  }
+
+  it.each([
+    [
+      node,
+      0,
+      [
+        'buildx',
+        'create',
+        '--append',
+        '--name',
+        'b1',
+        '--node',
+        'arm',
+        '--platform',
+        'linux/arm64,linux/arm/v7',
+        '--driver-opt',
+        'cacert=/certs/ca.pem',
+        '--driver-opt',
+        'cert=/certs/cert.pem',
+        'tcp://10.0.0.2:1234'
+      ]
+    ],
+    [
+      {...node, name: '', driverOpts: [], platforms: ['linux/riscv64']},
+      1,
+      [
+        'buildx',
+        'create',
+        '--append',
+        '--name',
+        'b1',
+        '--node',
+        'b1-node2',
+        '--platform',
+        'linux/riscv64',
+        'tcp://10.0.0.2:1234'
+      ]
+    ],
+    [
+      {...node, endpoint: 'kube-pod://buildkitd-arm64', driverOpts: []},
+      0,
+      [
+        'buildx',
+        'create',
+        '--append',
+        '--name',
+        'b1',
+        '--node',
+        'arm',
+        '--platform',
+        'linux/arm64,linux/arm/v7',
+        'kube-pod://buildkitd-arm64'
+      ]
+    ]
+  ])('appends %j as node %i', (given, index, argv) => {
+    expect(appendArgs('b1', given, index)).toEqual(argv)
+  })
+
+  const yaml = [
+    '- name: arm',
+    '  endpoint: tcp://10.0.0.2:1234',
+    '  platforms: linux/aarch64, linux/arm/v7',
+    '  driver-opts:',
+    '    - cacert=/certs/ca.pem',
+    '- endpoint: tcp://10.0.0.3:1234',
+    '  platforms: [linux/riscv64]'
+  ].join('\n')
+
+  it('reads a YAML list, normalising platforms', () => {
+    const {value, error} = read({...base, tags: 'v1', nodes: yaml})
+    expect(error).toBeUndefined()
+    expect(value!.nodes).toEqual([
+      {
+        name: 'arm',
+        endpoint: 'tcp://10.0.0.2:1234',
+        platforms: ['linux/arm64', 'linux/arm/v7'],
+        driverOpts: ['cacert=/certs/ca.pem']
+      },
+      {
+        name: '',
+        endpoint: 'tcp://10.0.0.3:1234',
+        platforms: ['linux/riscv64'],
+        driverOpts: []
+      }
+    ])
+    // The plan appends both after creating the builder, before booting it;
+    // the post step's buildx rm removes builder and nodes together.
+    const lines = plan(value!).map(command => command.join(' '))
+    const create = lines.findIndex(l => l.includes('buildx create --name'))
+    expect(lines.slice(create + 1, create + 4)).toEqual([
+      'docker buildx create --append --name <new builder> --node arm --platform linux/arm64,linux/arm/v7 --driver-opt cacert=/certs/ca.pem tcp://10.0.0.2:1234',
+      'docker buildx create --append --name <new builder> --node <new builder>-node2 --platform linux/riscv64 tcp://10.0.0.3:1234',
+      'docker buildx inspect --bootstrap --builder <new builder>'
+    ])
+    expect(lines).toContain('docker buildx rm <new builder>')
+  })
+
+  it.each([
+    ['- platforms: linux/arm64', {}, 'nodes entry 1: endpoint is required'],
+    ['- endpoint: tcp://h:1', {}, 'nodes entry 1: platforms is required'],
+    [
+      '- {endpoint: tcp://h:1, platforms: linux/armv7}',
+      {},
+      'nodes entry 1: platforms: "linux/armv7" is not a platform'
+    ],
+    [
+      '- {endpoint: tcp://h:1, platforms: linux/arm64, host: x}',
+      {},
+      'nodes entry 1: unknown host'
+    ],
+    [
+      'endpoint: tcp://h:1',
+      {},
+      'nodes: "endpoint: tcp://h:1" is not a YAML list'
+    ],
+    [
+      '- {endpoint: tcp://h:1, platforms: linux/arm64}',
+      {driver: 'docker'},
+      'nodes: "tcp://h:1" cannot be appended with driver: docker'
+    ],
+    [
+      '- {endpoint: tcp://h:1, platforms: linux/arm64}',
+      {builder: 'mine'},
+      'cannot be appended to the existing builder mine'
+    ],
+    [
+      '- {name: a, endpoint: tcp://h:1, platforms: linux/arm64}\n- {name: a, endpoint: tcp://g:1, platforms: linux/arm64}',
+      {},
+      'nodes entry 2: name a is used twice'
+    ]
+  ])('refuses %s with %j', (nodes, more, message) => {
+    const {error} = read({...base, tags: 'v1', nodes, ...more})
+    expect(error).toBeInstanceOf(InputError)
+    expect(error!.message).toContain(message)
   })
 })
