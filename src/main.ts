@@ -48,6 +48,14 @@ export async function main(): Promise<void> {
   }
 
   try {
+    // binfmt_misc, privileged containers and the engine's image store are
+    // Linux things: say so at once on a Windows or macOS runner.
+    if (process.platform !== 'linux') {
+      throw new Error(
+        `multiarch-action runs on Linux runners only, not ${process.platform}; ` +
+          'use runs-on: ubuntu-24.04 (or ubuntu-24.04-arm)'
+      )
+    }
     // debug-platform narrows the run to one platform that is never pushed.
     const inputs = await phase('Reading inputs', () => debugInputs(getInputs()))
     if (inputs.dryRun) {
