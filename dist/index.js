@@ -35256,6 +35256,15 @@ function renderTemplate(template, context) {
         return { missing };
     return { tag: cleanTag(rendered) };
 }
+const PLACEHOLDERS = [
+    'tag',
+    'version',
+    'major',
+    'minor',
+    'patch',
+    'sha',
+    'file_version'
+];
 const isTemplate = (text) => /\{\{.*\}\}/.test(text);
 // SRS keeps its version in three #defines; the default pattern reads one
 // X.Y.Z, and a pattern with several groups joins them with dots.
@@ -35478,6 +35487,9 @@ function getInputs(env = process.env) {
     const labels = withOciLabels(parseList(read('labels'), true), version, env);
     const annotations = parseList(read('annotations'), true);
     const target = read('target');
+    if (target && !/^[\w][\w.-]*$/.test(target)) {
+        problems.add('target', target, 'is not a build stage name');
+    }
     const secretFiles = parseList(read('secret-files'), true).map(line => {
         const at = line.indexOf('=');
         if (at <= 0)
@@ -35546,6 +35558,12 @@ function getInputs(env = process.env) {
         problems.add('qemu', qemu, 'is not one of auto, true, false');
     }
     const qemuImage = read('qemu-image') || DEFAULT_QEMU_IMAGE;
+    try {
+        parseReference(qemuImage);
+    }
+    catch (error) {
+        problems.add('qemu-image', qemuImage, `is not an image reference: ${message(error)}`);
+    }
     // Attestations: off by default, so every common mirror accepts the index.
     const provenance = read('provenance') || 'false';
     const sbom = read('sbom') || 'false';
@@ -35747,7 +35765,9 @@ function tagList(text, context, problems) {
             // Template output counts as derived: cleaned, never rejected.
             const { tag: rendered, missing } = renderTemplate(tag, context);
             if (missing) {
-                problems.add('tags', tag, `uses ${missing}, which has no value in this run`);
+                problems.add('tags', tag, PLACEHOLDERS.includes(missing.replace(/[{}\s]/g, ''))
+                    ? `uses ${missing}, which has no value in this run`
+                    : `uses ${missing}, which is not a placeholder (accepted: ${PLACEHOLDERS.map(p => `{{${p}}}`).join(', ')})`);
             }
             else if (!rendered) {
                 problems.add('tags', tag, 'renders to no valid tag');

@@ -14,6 +14,7 @@ import {
 } from './reference.js'
 import {
   DEFAULT_VERSION_PATTERN,
+  PLACEHOLDERS,
   defaultTags,
   isTemplate,
   parseVersion,
@@ -298,6 +299,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const labels = withOciLabels(parseList(read('labels'), true), version, env)
   const annotations = parseList(read('annotations'), true)
   const target = read('target')
+  if (target && !/^[\w][\w.-]*$/.test(target)) {
+    problems.add('target', target, 'is not a build stage name')
+  }
   const secretFiles = parseList(read('secret-files'), true).map(line => {
     const at = line.indexOf('=')
     if (at <= 0) problems.add('secret-files', line, 'is not id=path')
@@ -386,6 +390,15 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     problems.add('qemu', qemu, 'is not one of auto, true, false')
   }
   const qemuImage = read('qemu-image') || DEFAULT_QEMU_IMAGE
+  try {
+    parseReference(qemuImage)
+  } catch (error) {
+    problems.add(
+      'qemu-image',
+      qemuImage,
+      `is not an image reference: ${message(error)}`
+    )
+  }
 
   // Attestations: off by default, so every common mirror accepts the index.
   const provenance = read('provenance') || 'false'
@@ -683,7 +696,9 @@ function tagList(
         problems.add(
           'tags',
           tag,
-          `uses ${missing}, which has no value in this run`
+          PLACEHOLDERS.includes(missing.replace(/[{}\s]/g, ''))
+            ? `uses ${missing}, which has no value in this run`
+            : `uses ${missing}, which is not a placeholder (accepted: ${PLACEHOLDERS.map(p => `{{${p}}}`).join(', ')})`
         )
       } else if (!rendered) {
         problems.add('tags', tag, 'renders to no valid tag')

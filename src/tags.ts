@@ -137,6 +137,16 @@ export function renderTemplate(
   return {tag: cleanTag(rendered)}
 }
 
+export const PLACEHOLDERS = [
+  'tag',
+  'version',
+  'major',
+  'minor',
+  'patch',
+  'sha',
+  'file_version'
+]
+
 export const isTemplate = (text: string): boolean => /\{\{.*\}\}/.test(text)
 
 // SRS keeps its version in three #defines; the default pattern reads one

@@ -476,3 +476,21 @@ describe('registry-auth', () => {
     expect(message).not.toContain('"a"b"c')
   })
 })
+
+describe('more values checked up front', () => {
+  it.each([
+    [
+      {'qemu-image': 'Bad Image::x'},
+      'qemu-image: "Bad Image::x" is not an image reference'
+    ],
+    [{target: 'bad target'}, 'target: "bad target" is not a build stage name'],
+    [
+      {tags: '{{MAJOR}}'},
+      'uses {{MAJOR}}, which is not a placeholder (accepted: {{tag}}'
+    ],
+    [{tags: 'v{{major}}'}, 'uses {{major}}, which has no value in this run']
+  ])('%j', (change, text) => {
+    const {error} = withInputs({...base, ...change}, () => getInputs())
+    expect(error?.message).toContain(text)
+  })
+})
