@@ -36658,6 +36658,11 @@ function unmet(needs, status, registered) {
     })
         .filter(entry => entry.why.length > 0);
 }
+// Platforms that appended nodes (nodes) build natively need no emulator
+// here: buildx sends each platform to the node declared for it.
+function localPlatforms(inputs) {
+    return inputs.platforms.filter(platform => !inputs.nodes.some(node => node.platforms.includes(platform)));
+}
 async function ensureEmulators(inputs) {
     if (inputs.driver === 'remote') {
         // TODO(#7): a remote builder with a local node appended would need the
@@ -36666,7 +36671,7 @@ async function ensureEmulators(inputs) {
             'reports are checked before the build');
         return [];
     }
-    const needs = emulatedPlatforms(inputs.platforms);
+    const needs = emulatedPlatforms(localPlatforms(inputs));
     if (needs.length === 0) {
         lib_core/* info */.pq('Every platform runs natively; installing nothing');
         return [];
@@ -37248,8 +37253,9 @@ function debugInputs(inputs) {
     const platform = inputs.debugPlatform;
     if (!platform)
         return inputs;
-    if (inputs.source) {
-        lib_core/* warning */.$e('debug-platform: ignored with source, which builds nothing');
+    if (inputs.source || inputs.digests.length > 0) {
+        const mode = inputs.source ? 'source' : 'digests';
+        lib_core/* warning */.$e(`debug-platform: ignored with ${mode}, which builds nothing`);
         return { ...inputs, debugPlatform: '' };
     }
     if (!inputs.platforms.includes(platform)) {
@@ -37267,6 +37273,7 @@ function debugInputs(inputs) {
         ...inputs,
         platforms: [platform],
         push: false,
+        pushByDigest: false,
         mirrors: [],
         cacheTo: []
     };
@@ -38088,7 +38095,7 @@ function plan(inputs) {
     const copying = inputs.source !== '' || merging;
     let builder = '';
     if (!copying) {
-        const missing = emulatedPlatforms(inputs.platforms).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
+        const missing = emulatedPlatforms(localPlatforms(inputs)).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
         if (inputs.qemu !== 'false' &&
             inputs.driver !== 'remote' &&
             missing.length) {

@@ -105,8 +105,9 @@ export function readDigest(metadata: Record<string, unknown>): string {
 export function debugInputs(inputs: Inputs): Inputs {
   const platform = inputs.debugPlatform
   if (!platform) return inputs
-  if (inputs.source) {
-    core.warning('debug-platform: ignored with source, which builds nothing')
+  if (inputs.source || inputs.digests.length > 0) {
+    const mode = inputs.source ? 'source' : 'digests'
+    core.warning(`debug-platform: ignored with ${mode}, which builds nothing`)
     return {...inputs, debugPlatform: ''}
   }
   if (!inputs.platforms.includes(platform)) {
@@ -128,6 +129,7 @@ export function debugInputs(inputs: Inputs): Inputs {
     ...inputs,
     platforms: [platform],
     push: false,
+    pushByDigest: false,
     mirrors: [],
     cacheTo: []
   }

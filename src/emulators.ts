@@ -113,6 +113,14 @@ export function unmet(
     .filter(entry => entry.why.length > 0)
 }
 
+// Platforms that appended nodes (nodes) build natively need no emulator
+// here: buildx sends each platform to the node declared for it.
+export function localPlatforms(inputs: Inputs): string[] {
+  return inputs.platforms.filter(
+    platform => !inputs.nodes.some(node => node.platforms.includes(platform))
+  )
+}
+
 export async function ensureEmulators(inputs: Inputs): Promise<string[]> {
   if (inputs.driver === 'remote') {
     // TODO(#7): a remote builder with a local node appended would need the
@@ -123,7 +131,7 @@ export async function ensureEmulators(inputs: Inputs): Promise<string[]> {
     )
     return []
   }
-  const needs = emulatedPlatforms(inputs.platforms)
+  const needs = emulatedPlatforms(localPlatforms(inputs))
   if (needs.length === 0) {
     core.info('Every platform runs natively; installing nothing')
     return []

@@ -1,7 +1,12 @@
 import * as core from '@actions/core'
 import {buildArgs} from './build.js'
 import {appendArgs, bootArgs, createArgs, removeArgs} from './builder.js'
-import {emulatedPlatforms, installArgs, isRegistered} from './emulators.js'
+import {
+  emulatedPlatforms,
+  installArgs,
+  isRegistered,
+  localPlatforms
+} from './emulators.js'
 import type {Inputs} from './inputs.js'
 import {loginArgs, logoutArgs} from './logins.js'
 import {mergeArgs} from './merge.js'
@@ -29,7 +34,7 @@ export function plan(inputs: Inputs): string[][] {
   const copying = inputs.source !== '' || merging
   let builder = ''
   if (!copying) {
-    const missing = emulatedPlatforms(inputs.platforms).filter(
+    const missing = emulatedPlatforms(localPlatforms(inputs)).filter(
       need => inputs.qemu === 'true' || !isRegistered(need.handler)
     )
     if (

@@ -77,7 +77,7 @@ describe('rejected inputs change nothing', () => {
     [
       'mirror-attempts 0',
       {'mirror-attempts': '0'},
-      'mirror-attempts: "0" must be a whole number of at least 1'
+      'mirror-attempts: "0" must be a whole number from 1 to 20'
     ]
   ])('%s', (_, change, message) => {
     const run = runAction(

@@ -59,6 +59,8 @@ const inputs = (changes: Partial<Inputs> = {}): Inputs =>
     debugPlatform: '',
     buildTimeout: 300,
     stallTimeout: 60,
+    digests: [],
+    nodes: [],
     ...changes
   }) as Inputs
 

@@ -1,5 +1,8 @@
 import {join} from 'node:path'
-import {buildArgs} from '../../src/build.js'
+import {parse} from 'yaml'
+import {mkdtempSync, readFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {buildArgs, debugInputs} from '../../src/build.js'
 import {appendArgs} from '../../src/builder.js'
 import {getInputs, InputError, type Inputs} from '../../src/inputs.js'
 import {checkEntries, indexEntries, mergeArgs} from '../../src/merge.js'
@@ -54,6 +57,17 @@ describe('push-by-digest inputs', () => {
     expect(value!.tags).toEqual([])
     expect(value!.version).toBe('6.0.145')
     expect(value!.labels).toContain('org.opencontainers.image.version=6.0.145')
+  })
+
+  it('pushes nothing with debug-platform', () => {
+    const {value} = read({
+      ...base,
+      'push-by-digest': 'true',
+      platforms: 'linux/amd64',
+      'debug-platform': 'linux/amd64'
+    })
+    const args = buildArgs(debugInputs(value!), 'b1', 'm')
+    expect(args.join(' ')).not.toMatch(/--output|--push/)
   })
 
   it('needs no tag and no tag push', () => {
@@ -125,6 +139,25 @@ describe('digests input', () => {
       {platform: 'linux/arm64', digest: ARM}
     ])
     // The platforms are the digests' own; no context is needed.
+    expect(value!.platforms).toEqual(['linux/amd64', 'linux/arm64'])
+  })
+
+  it('works with every action.yml default filled in, as the runner does', () => {
+    const action = parse(
+      readFileSync(join(import.meta.dirname, '../../action.yml'), 'utf8')
+    ) as {inputs: Record<string, {default?: string}>}
+    const defaults = Object.fromEntries(
+      Object.entries(action.inputs).map(([name, input]) => [
+        name,
+        String(input.default ?? '')
+      ])
+    )
+    const {value, error} = read({
+      ...defaults,
+      ...merge,
+      digests: `linux/amd64=${AMD}\nlinux/arm64=${ARM}`
+    })
+    expect(error).toBeUndefined()
     expect(value!.platforms).toEqual(['linux/amd64', 'linux/arm64'])
   })
 
@@ -381,6 +414,24 @@ describe('builder nodes', () => {
       'docker buildx inspect --bootstrap --builder <new builder>'
     ])
     expect(lines).toContain('docker buildx rm <new builder>')
+  })
+
+  it('installs no emulator for a platform a node builds natively', () => {
+    const env = {MULTIARCH_BINFMT_DIR: mkdtempSync(join(tmpdir(), 'binfmt-'))}
+    const planned = (more: Record<string, string>): string =>
+      withInputs(
+        {...base, tags: 'v1', platforms: 'linux/amd64,linux/arm64', ...more},
+        () => plan(getInputs()),
+        env
+      )
+        .value!.map(command => command.join(' '))
+        .join('\n')
+    expect(planned({})).toMatch(/--install arm64/)
+    expect(
+      planned({
+        nodes: '- {endpoint: tcp://10.0.0.2:1234, platforms: linux/arm64}'
+      })
+    ).not.toMatch(/--install/)
   })
 
   it.each([
