@@ -31750,19 +31750,27 @@ async function attempt(command) {
     const env = command.env ? { ...process.env, ...command.env } : process.env;
     return new Promise(resolve => {
         const child = (0,external_node_child_process_namespaceObject.spawn)(docker(), command.args, { env });
+        // Bytes are kept as they come and decoded once: a manifest read with
+        // --raw is hashed, so no character may be split between chunks.
+        const out = [];
+        const err = [];
         let stdout = '';
         let stderr = '';
         let timedOut = false;
         child.stdout.on('data', (chunk) => {
-            stdout += chunk.toString();
+            out.push(chunk);
             if (command.echo)
                 process.stdout.write(chunk);
         });
         child.stderr.on('data', (chunk) => {
-            stderr += chunk.toString();
+            err.push(chunk);
             if (command.echo)
                 process.stdout.write(chunk);
         });
+        const decode = () => {
+            stdout = Buffer.concat(out).toString('utf8');
+            stderr = Buffer.concat(err).toString('utf8');
+        };
         // Passwords reach docker on stdin only, never in argv.
         child.stdin.end(command.stdin ?? '');
         const timer = command.timeoutMs
@@ -31774,10 +31782,12 @@ async function attempt(command) {
             : undefined;
         child.on('error', error => {
             clearTimeout(timer);
+            decode();
             resolve({ exitCode: 127, stdout, stderr: `${stderr}${error.message}` });
         });
         child.on('close', code => {
             clearTimeout(timer);
+            decode();
             const limit = `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`;
             resolve(timedOut
                 ? {
@@ -37591,6 +37601,7 @@ var logins = __nccwpck_require__(2989);
 
 
 
+
 // Mirrors: copy the index this run pushed, named by digest so that no other
 // run can move it meanwhile, into each mirror repository with one
 // imagetools create for all of its tags; then read every tag back. Every
@@ -37607,18 +37618,20 @@ function copyArgs(builder, mirror, tags, source, keepManifest = false) {
     args.push(source);
     return args;
 }
+// --raw prints the manifest's bytes as the registry holds them: one request,
+// and its sha256 is the digest. (`--format '{{json .Manifest}}'` fetched
+// every child manifest and config too: ten round trips instead of one.)
 const inspectArgs = (builder, ref) => [
     'buildx',
     'imagetools',
     'inspect',
     ...withBuilder(builder),
-    '--format',
-    '{{json .Manifest}}',
+    '--raw',
     ref
 ];
-// `{{json .Manifest}}` prints the descriptor of what the reference names,
-// with the index's entries when it is an index; attestation entries
-// (unknown/unknown) are not platforms.
+// The raw manifest: its digest is the sha256 of exactly these bytes; an
+// index lists its platforms, and attestation entries (unknown/unknown) are
+// not platforms.
 function parseInspect(stdout) {
     const manifest = JSON.parse(stdout);
     const entries = (manifest.manifests ?? [])
@@ -37627,9 +37640,13 @@ function parseInspect(stdout) {
         entry.digest ?? ''
     ])
         .filter(([platform]) => platform !== 'unknown/unknown');
+    const mediaType = manifest.mediaType ??
+        (manifest.manifests
+            ? 'application/vnd.oci.image.index.v1+json'
+            : 'application/vnd.oci.image.manifest.v1+json');
     return {
-        digest: manifest.digest ?? '',
-        mediaType: manifest.mediaType ?? '',
+        digest: `sha256:${(0,external_node_crypto_.createHash)('sha256').update(stdout, 'utf8').digest('hex')}`,
+        mediaType,
         platforms: entries.map(([platform]) => platform),
         children: Object.fromEntries(entries)
     };

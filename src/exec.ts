@@ -44,17 +44,25 @@ export async function attempt(command: Command): Promise<Result> {
   const env = command.env ? {...process.env, ...command.env} : process.env
   return new Promise(resolve => {
     const child = spawn(docker(), command.args, {env})
+    // Bytes are kept as they come and decoded once: a manifest read with
+    // --raw is hashed, so no character may be split between chunks.
+    const out: Buffer[] = []
+    const err: Buffer[] = []
     let stdout = ''
     let stderr = ''
     let timedOut = false
     child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString()
+      out.push(chunk)
       if (command.echo) process.stdout.write(chunk)
     })
     child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
+      err.push(chunk)
       if (command.echo) process.stdout.write(chunk)
     })
+    const decode = (): void => {
+      stdout = Buffer.concat(out).toString('utf8')
+      stderr = Buffer.concat(err).toString('utf8')
+    }
     // Passwords reach docker on stdin only, never in argv.
     child.stdin.end(command.stdin ?? '')
     const timer = command.timeoutMs
@@ -66,10 +74,12 @@ export async function attempt(command: Command): Promise<Result> {
       : undefined
     child.on('error', error => {
       clearTimeout(timer)
+      decode()
       resolve({exitCode: 127, stdout, stderr: `${stderr}${error.message}`})
     })
     child.on('close', code => {
       clearTimeout(timer)
+      decode()
       const limit = `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`
       resolve(
         timedOut

@@ -1,3 +1,6 @@
+import {createHash} from 'node:crypto'
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {buildArgs, readDigest, secretsEnvironment} from '../../src/build.js'
 import {bootArgs, createArgs, removeArgs} from '../../src/builder.js'
 import {emulatedPlatforms, installArgs} from '../../src/emulators.js'
@@ -195,8 +198,7 @@ describe('command lines', () => {
       'inspect',
       '--builder',
       'b1',
-      '--format',
-      '{{json .Manifest}}',
+      '--raw',
       'm.io/x:v1'
     ])
   })
@@ -226,11 +228,21 @@ describe('results read from machine output', () => {
     expect(readDigest({})).toBe('')
   })
 
+  it('hashes the raw bytes of a real index to its registry digest', () => {
+    // base/busybox:1 as `imagetools inspect --raw` printed it here.
+    const raw = readFileSync(
+      join(import.meta.dirname, '../fixtures/busybox-index.json'),
+      'utf8'
+    )
+    expect(parseInspect(raw).digest).toBe(
+      'sha256:47732ec3942a613c1e366b8de06acd61f93c20a8bfe58cb040112cac7942eb82'
+    )
+  })
+
   it('reads digest and platforms from imagetools inspect, ignoring attestations', () => {
     const stdout = JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      digest: 'sha256:aaa',
       manifests: [
         {digest: 'sha256:a1', platform: {os: 'linux', architecture: 'amd64'}},
         {
@@ -240,8 +252,10 @@ describe('results read from machine output', () => {
         {platform: {os: 'unknown', architecture: 'unknown'}}
       ]
     })
+    // The digest is the sha256 of the raw bytes, as the registry computes it.
+    const digest = `sha256:${createHash('sha256').update(stdout).digest('hex')}`
     expect(parseInspect(stdout)).toEqual({
-      digest: 'sha256:aaa',
+      digest,
       mediaType: 'application/vnd.oci.image.index.v1+json',
       platforms: ['linux/amd64', 'linux/arm64'],
       children: {'linux/amd64': 'sha256:a1', 'linux/arm64': 'sha256:a2'}

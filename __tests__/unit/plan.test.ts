@@ -59,7 +59,7 @@ describe('dry-run plan in mirror-only mode', () => {
       /buildx build|--privileged|buildx create/
     )
     expect(lines).toContain(
-      'docker buildx imagetools inspect --format {{json .Manifest}} ossrs/srs:v6.0.145'
+      'docker buildx imagetools inspect --raw ossrs/srs:v6.0.145'
     )
     expect(lines).toContain(
       'docker buildx imagetools create --tag registry.cn-hangzhou.aliyuncs.com/ossrs/srs:v6.0.145 ossrs/srs@<digest>'
