@@ -850,35 +850,71 @@ const NODE_KEYS = ['name', 'endpoint', 'platforms', 'driver-opts']
 
 // nodes: a YAML list of {name?, endpoint, platforms, driver-opts?}; lists
 // may be YAML lists or comma separated text.
-function nodeList(text: string, problems: Problems): BuilderNode[] {
-  if (!text.trim()) return []
+// A YAML list of mappings with known keys (registry-auth, nodes). The
+// parser's own messages quote the text around a problem, which may be a
+// password: say where it is, never what it says.
+function yamlEntries(
+  input: string,
+  text: string,
+  keys: string[],
+  problems: Problems
+): {where: string; fields: Record<string, unknown>}[] {
+  const shape = `a YAML list of {${keys.join(', ')}}`
   const document = parseDocument(text, {logLevel: 'silent', uniqueKeys: true})
-  const entries: unknown =
-    document.errors.length > 0 ? undefined : document.toJS()
-  if (!Array.isArray(entries)) {
-    problems.add(
-      'nodes',
-      text,
-      'is not a YAML list of {name, endpoint, platforms, driver-opts}'
+  const trouble = [...document.errors, ...document.warnings]
+  let entries: unknown
+  if (trouble.length > 0) {
+    const at = trouble[0].linePos?.[0]
+    const where = at ? `line ${at.line}, column ${at.col}` : 'somewhere'
+    problems.list.push(
+      `${input}: is not valid YAML (${trouble[0].code} at ${where}); quote ` +
+        'every value (values starting with * & ! | > % @ or a quote are ' +
+        'YAML syntax)' +
+        (input === 'registry-auth' ? ', or better, use password-env' : '')
     )
     return []
   }
-  const nodes: BuilderNode[] = []
-  entries.forEach((entry: unknown, index) => {
-    const where = `nodes entry ${index + 1}`
+  try {
+    entries = document.toJS()
+  } catch {
+    // An alias such as `password: *secret` fails only here.
+    problems.list.push(
+      `${input}: is not valid YAML (an unquoted value starts with *, an ` +
+        'alias); quote every value' +
+        (input === 'registry-auth' ? ', or use password-env' : '')
+    )
+    return []
+  }
+  if (!Array.isArray(entries)) {
+    problems.list.push(`${input}: must be ${shape}`)
+    return []
+  }
+  return entries.flatMap((entry: unknown, index) => {
+    const where = `${input} entry ${index + 1}`
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
-      problems.list.push(
-        `${where}: must be a mapping of ${NODE_KEYS.join(', ')}`
-      )
-      return
+      problems.list.push(`${where}: must be a mapping of ${keys.join(', ')}`)
+      return []
     }
     const fields = entry as Record<string, unknown>
-    const unknown = Object.keys(fields).filter(key => !NODE_KEYS.includes(key))
+    const unknown = Object.keys(fields).filter(key => !keys.includes(key))
     if (unknown.length > 0) {
       problems.list.push(
-        `${where}: unknown ${unknown.join(', ')} (accepted: ${NODE_KEYS.join(', ')})`
+        `${where}: unknown ${unknown.join(', ')} (accepted: ${keys.join(', ')})`
       )
     }
+    return [{where, fields}]
+  })
+}
+
+function nodeList(text: string, problems: Problems): BuilderNode[] {
+  if (!text.trim()) return []
+  const nodes: BuilderNode[] = []
+  for (const {where, fields} of yamlEntries(
+    'nodes',
+    text,
+    NODE_KEYS,
+    problems
+  )) {
     // Scalars as text; a mapping where text belongs is reported.
     const text = (key: string, value: unknown): string => {
       if (value === undefined || value === null) return ''
@@ -931,7 +967,7 @@ function nodeList(text: string, problems: Problems): BuilderNode[] {
       platforms,
       driverOpts: list('driver-opts')
     })
-  })
+  }
   return nodes
 }
 
@@ -954,54 +990,9 @@ function credentialList(
   pullRequest: boolean
 ): Credential[] {
   if (!text.trim()) return []
-  // The parser's own messages quote the text around a problem, which may be
-  // a password: report where it is, never what it says.
-  const document = parseDocument(text, {logLevel: 'silent', uniqueKeys: true})
-  const trouble = [...document.errors, ...document.warnings]
-  if (trouble.length > 0) {
-    const at = trouble[0].linePos?.[0]
-    const where = at ? `line ${at.line}, column ${at.col}` : 'somewhere'
-    problems.list.push(
-      `registry-auth: is not valid YAML (${trouble[0].code} at ${where}); ` +
-        'quote every value, or better, use password-env so that no password ' +
-        'has to survive YAML (values starting with * & ! | > % @ or a quote ' +
-        'are YAML syntax)'
-    )
-    return []
-  }
-  let entries: unknown
-  try {
-    entries = document.toJS()
-  } catch {
-    // An alias such as `password: *secret` fails only here.
-    problems.list.push(
-      'registry-auth: is not valid YAML (an unquoted value starts with *, an ' +
-        'alias); quote every value, or use password-env'
-    )
-    return []
-  }
-  if (!Array.isArray(entries)) {
-    problems.list.push(
-      'registry-auth: must be a YAML list of {registry, username, password}'
-    )
-    return []
-  }
   const credentials: Credential[] = []
-  entries.forEach((entry: unknown, index) => {
-    const where = `registry-auth entry ${index + 1}`
-    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
-      problems.list.push(
-        `${where}: must be a mapping of ${AUTH_KEYS.join(', ')}`
-      )
-      return
-    }
-    const fields = entry as Record<string, unknown>
-    const unknown = Object.keys(fields).filter(key => !AUTH_KEYS.includes(key))
-    if (unknown.length > 0) {
-      problems.list.push(
-        `${where}: unknown ${unknown.join(', ')} (accepted: ${AUTH_KEYS.join(', ')})`
-      )
-    }
+  const entries = yamlEntries('registry-auth', text, AUTH_KEYS, problems)
+  for (const {where, fields} of entries) {
     const value = (name: string): string => {
       const field = fields[name]
       if (field === undefined || field === null) return ''
@@ -1030,21 +1021,21 @@ function credentialList(
     if (password) maskPassword(username, password)
     if (!username) {
       problems.list.push(`${where} (${name}): username is missing`)
-      return
+      continue
     }
     if (!password && pullRequest) {
       // Pull requests from forks get no secrets; building still works.
       notice(
         `${where} (${name}): no password on a pull request; not logging in`
       )
-      return
+      continue
     }
     if (!password) {
       const from = passwordEnv
         ? `environment variable ${passwordEnv} is empty or unset`
         : 'password (or password-env) is missing'
       problems.list.push(`${where} (${name}): ${from}`)
-      return
+      continue
     }
     const key = registryKey(registry)
     if (credentials.some(known => known.key === key)) {
@@ -1052,10 +1043,10 @@ function credentialList(
         `registry-auth: registry "${registry || key}" is given twice; Docker ` +
           'keeps one identity per registry'
       )
-      return
+      continue
     }
     credentials.push({registry: registry || key, key, username, password})
-  })
+  }
   return credentials
 }
 

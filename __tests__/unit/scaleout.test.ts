@@ -450,7 +450,7 @@ describe('builder nodes', () => {
     [
       'endpoint: tcp://h:1',
       {},
-      'nodes: "endpoint: tcp://h:1" is not a YAML list'
+      'nodes: must be a YAML list of {name, endpoint, platforms, driver-opts}'
     ],
     [
       '- {endpoint: tcp://h:1, platforms: linux/arm64}',
