@@ -35318,22 +35318,27 @@ const labelArgs = (builder, ref) => [
 // Before moving 5, v5 or latest, read the version label of what each points
 // at now; a tag that holds a newer release stays where it is, so re-running
 // an old release cannot roll users back.
-async function keepFloatingForward(image, tags, floating, version, builder) {
+async function keepFloatingForward(repositories, tags, floating, version, builder) {
     const kept = [];
+    // Every destination is asked: a mirror may hold a newer release than
+    // the image (a re-run after a failed mirror copy, say).
     for (const tag of floating) {
-        const ref = `${image}:${tag}`;
-        const read = await (0,src_exec/* attempt */.CD)({ phase: 'Tags', args: labelArgs(builder, ref) });
-        if (read.exitCode !== 0) {
-            if (/not found|manifest unknown/i.test(read.stderr))
-                continue;
-            lib_core/* warning */.$e(`Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`);
-            kept.push(tag);
-            continue;
-        }
-        const current = versionLabel(read.stdout);
-        if (current && isNewer(current, version)) {
-            notice(`${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`);
-            kept.push(tag);
+        for (const repository of repositories) {
+            const ref = `${repository}:${tag}`;
+            const read = await (0,src_exec/* attempt */.CD)({ phase: 'Tags', args: labelArgs(builder, ref) });
+            if (read.exitCode !== 0) {
+                if (/not found|manifest unknown/i.test(read.stderr))
+                    continue;
+                lib_core/* warning */.$e(`Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`);
+                kept.push(tag);
+                break;
+            }
+            const current = versionLabel(read.stdout);
+            if (current && isNewer(current, version)) {
+                notice(`${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`);
+                kept.push(tag);
+                break;
+            }
         }
     }
     return { tags: tags.filter(tag => !kept.includes(tag)), kept };
@@ -35536,7 +35541,7 @@ function getInputs(env = process.env) {
     else if (pushByDigest && mirrors.length > 0) {
         notice('mirrors: skipped with push-by-digest; the merge job copies');
     }
-    warnUnusedCredentials(credentials, [image, ...mirrors], [...cacheFrom, ...cacheTo]);
+    warnUnusedCredentials(credentials, [image, ...mirrors, source], [...cacheFrom, ...cacheTo]);
     // Builder.
     const driver = read('driver') || 'docker-container';
     if (!DRIVERS.includes(driver)) {
@@ -37670,8 +37675,9 @@ function backoff(attempt, baseSeconds, random = Math.random) {
 function mirrors_explain(reason, mediaType, mirror = '') {
     if (/no basic auth credentials|\b401\b|unauthorized|authentication required/i.test(reason)) {
         const host = mirror ? parseReference(mirror).domain || 'docker.io' : 'it';
-        return (`${reason}\nThe registry refused this run's credentials (401): check ` +
-            `that registry-auth has an entry for ${host} that may push there.`);
+        return (`${reason}\nThe registry wants credentials that this run lacks or ` +
+            `that it refused (401): check that registry-auth has an entry for ` +
+            `${host} that may push there.`);
     }
     // buildx prints only the status line of a refused manifest PUT.
     const refused = /MANIFEST_INVALID|unknown manifest class|unsupported media ?type/i.test(reason) || /PUT request to \S+\/manifests\/\S+: 4(00|15) /.test(reason);
@@ -38057,7 +38063,8 @@ async function merge(inputs) {
         digest: first.digest,
         metadata: {},
         mediaType: first.mediaType,
-        platforms
+        platforms,
+        children: Object.fromEntries(digests.map(({ platform, digest }) => [platform, digest]))
     };
 }
 // Which lines name a digest the image's repository does not hold.
@@ -38122,11 +38129,13 @@ function plan(inputs) {
     }
     for (const credential of inputs.credentials)
         docker((0,logins/* loginArgs */.be)(credential));
+    // Floating tags are read on every destination before they move.
+    const destinations = [inputs.image, ...inputs.mirrors].filter(Boolean);
+    for (const tag of inputs.push && inputs.version ? inputs.floatingTags : []) {
+        destinations.forEach(repository => docker(labelArgs(builder, `${repository}:${tag}`)));
+    }
     let source = `${inputs.image}@${plan_DIGEST}`;
     if (merging) {
-        for (const tag of inputs.push ? inputs.floatingTags : []) {
-            docker(labelArgs('', `${inputs.image}:${tag}`));
-        }
         const { image, tags, digests } = inputs;
         docker(mergeArgs(image, tags, digests, true));
         docker(mergeArgs(image, tags, digests));
@@ -38137,14 +38146,11 @@ function plan(inputs) {
         source = `${sourceRepository(inputs.source)}@${plan_DIGEST}`;
     }
     else {
-        for (const tag of inputs.push ? inputs.floatingTags : []) {
-            docker(labelArgs(builder, `${inputs.image}:${tag}`));
-        }
-        docker(buildArgs(inputs, builder, '<metadata file>'));
+        docker(buildArgs(inputs, builder, '<metadata file>', inputs.debugPlatform ? 'plain' : 'rawjson'));
         if (inputs.push)
             docker(inspectArgs(builder, source));
     }
-    if (inputs.push || copying) {
+    if (inputs.push) {
         for (const mirror of inputs.mirrors) {
             const refs = inputs.tags.map(tag => `${mirror}:${tag}`);
             refs.forEach(ref => docker(inspectArgs(builder, ref)));
@@ -38356,9 +38362,7 @@ async function main() {
         await phase('Logging in', () => (0,logins/* login */.iD)(inputs.credentials));
         if (!copying)
             await checkMirrorSupport(inputs);
-        const release = inputs.source
-            ? inputs
-            : await phase('Checking floating tags', () => floatingTags(inputs, builder));
+        const release = await phase('Checking floating tags', () => floatingTags(inputs, builder));
         const built = merging
             ? await phase('Merging digests', () => merge(release))
             : copying
@@ -38392,13 +38396,22 @@ async function main() {
 async function mirror(inputs, builder, built) {
     if (inputs.mirrors.length === 0)
         return [];
-    if (!built.digest) {
-        notice('Mirrors skipped: nothing was pushed (push: false)');
+    if (!built.digest || !inputs.push) {
+        notice('Mirrors skipped: nothing is pushed (push: false)');
         return [];
     }
     const repository = inputs.source
         ? sourceRepository(inputs.source)
         : inputs.image;
+    // A single manifest stays one only with --prefer-index=false; builds are
+    // refused earlier (checkMirrorSupport), a copied source is refused here.
+    const keepManifest = !isIndex(built.mediaType);
+    if (keepManifest && !(await keepsManifest())) {
+        throw new src_exec/* PhaseError */.wo('Mirrors', `${repository}@${built.digest} is a single-platform manifest, and this ` +
+            'buildx has no imagetools create --prefer-index=false to copy it ' +
+            'unchanged: its mirrors would hold another digest. Nothing was ' +
+            'written. Set buildx-version to a newer buildx.');
+    }
     return copyToMirrors(inputs.mirrors, {
         builder,
         source: `${repository}@${built.digest}`,
@@ -38411,7 +38424,7 @@ async function mirror(inputs, builder, built) {
         concurrency: inputs.mirrorConcurrency,
         timeoutMinutes: inputs.mirrorTimeout,
         warnOnly: inputs.mirrorFailure === 'warn',
-        keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
+        keepManifest
     });
 }
 // The tags to write after leaving newer floating tags where they are.
@@ -38419,7 +38432,7 @@ async function floatingTags(inputs, builder) {
     if (!inputs.push || inputs.floatingTags.length === 0 || !inputs.version) {
         return inputs;
     }
-    const { tags } = await keepFloatingForward(inputs.image, inputs.tags, inputs.floatingTags, inputs.version, builder);
+    const { tags } = await keepFloatingForward([inputs.image, ...inputs.mirrors].filter(Boolean), inputs.tags, inputs.floatingTags, inputs.version, builder);
     return { ...inputs, tags };
 }
 function workDir() {

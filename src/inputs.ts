@@ -342,7 +342,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   }
   warnUnusedCredentials(
     credentials,
-    [image, ...mirrors],
+    [image, ...mirrors, source],
     [...cacheFrom, ...cacheTo]
   )
 

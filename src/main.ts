@@ -76,11 +76,9 @@ export async function main(): Promise<void> {
       : await phase('Preparing the builder', () => prepareBuilder(inputs))
     await phase('Logging in', () => login(inputs.credentials))
     if (!copying) await checkMirrorSupport(inputs)
-    const release = inputs.source
-      ? inputs
-      : await phase('Checking floating tags', () =>
-          floatingTags(inputs, builder)
-        )
+    const release = await phase('Checking floating tags', () =>
+      floatingTags(inputs, builder)
+    )
     const built = merging
       ? await phase('Merging digests', () => merge(release))
       : copying
@@ -124,13 +122,25 @@ async function mirror(
   built: Published
 ): Promise<MirrorResult[]> {
   if (inputs.mirrors.length === 0) return []
-  if (!built.digest) {
-    notice('Mirrors skipped: nothing was pushed (push: false)')
+  if (!built.digest || !inputs.push) {
+    notice('Mirrors skipped: nothing is pushed (push: false)')
     return []
   }
   const repository = inputs.source
     ? sourceRepository(inputs.source)
     : inputs.image
+  // A single manifest stays one only with --prefer-index=false; builds are
+  // refused earlier (checkMirrorSupport), a copied source is refused here.
+  const keepManifest = !isIndex(built.mediaType)
+  if (keepManifest && !(await keepsManifest())) {
+    throw new PhaseError(
+      'Mirrors',
+      `${repository}@${built.digest} is a single-platform manifest, and this ` +
+        'buildx has no imagetools create --prefer-index=false to copy it ' +
+        'unchanged: its mirrors would hold another digest. Nothing was ' +
+        'written. Set buildx-version to a newer buildx.'
+    )
+  }
   return copyToMirrors(inputs.mirrors, {
     builder,
     source: `${repository}@${built.digest}`,
@@ -143,7 +153,7 @@ async function mirror(
     concurrency: inputs.mirrorConcurrency,
     timeoutMinutes: inputs.mirrorTimeout,
     warnOnly: inputs.mirrorFailure === 'warn',
-    keepManifest: !isIndex(built.mediaType) && (await keepsManifest())
+    keepManifest
   })
 }
 
@@ -153,7 +163,7 @@ async function floatingTags(inputs: Inputs, builder: string): Promise<Inputs> {
     return inputs
   }
   const {tags} = await keepFloatingForward(
-    inputs.image,
+    [inputs.image, ...inputs.mirrors].filter(Boolean),
     inputs.tags,
     inputs.floatingTags,
     inputs.version,

@@ -145,7 +145,10 @@ export async function merge(inputs: Inputs): Promise<Published> {
     digest: first.digest,
     metadata: {},
     mediaType: first.mediaType,
-    platforms
+    platforms,
+    children: Object.fromEntries(
+      digests.map(({platform, digest}) => [platform, digest])
+    )
   }
 }
 

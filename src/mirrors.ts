@@ -164,8 +164,9 @@ export function explain(
   ) {
     const host = mirror ? parseReference(mirror).domain || 'docker.io' : 'it'
     return (
-      `${reason}\nThe registry refused this run's credentials (401): check ` +
-      `that registry-auth has an entry for ${host} that may push there.`
+      `${reason}\nThe registry wants credentials that this run lacks or ` +
+      `that it refused (401): check that registry-auth has an entry for ` +
+      `${host} that may push there.`
     )
   }
   // buildx prints only the status line of a refused manifest PUT.

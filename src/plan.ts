@@ -54,11 +54,15 @@ export function plan(inputs: Inputs): string[][] {
     docker(bootArgs(builder))
   }
   for (const credential of inputs.credentials) docker(loginArgs(credential))
+  // Floating tags are read on every destination before they move.
+  const destinations = [inputs.image, ...inputs.mirrors].filter(Boolean)
+  for (const tag of inputs.push && inputs.version ? inputs.floatingTags : []) {
+    destinations.forEach(repository =>
+      docker(labelArgs(builder, `${repository}:${tag}`))
+    )
+  }
   let source = `${inputs.image}@${DIGEST}`
   if (merging) {
-    for (const tag of inputs.push ? inputs.floatingTags : []) {
-      docker(labelArgs('', `${inputs.image}:${tag}`))
-    }
     const {image, tags, digests} = inputs
     docker(mergeArgs(image, tags, digests, true))
     docker(mergeArgs(image, tags, digests))
@@ -67,13 +71,17 @@ export function plan(inputs: Inputs): string[][] {
     docker(inspectArgs('', inputs.source))
     source = `${sourceRepository(inputs.source)}@${DIGEST}`
   } else {
-    for (const tag of inputs.push ? inputs.floatingTags : []) {
-      docker(labelArgs(builder, `${inputs.image}:${tag}`))
-    }
-    docker(buildArgs(inputs, builder, '<metadata file>'))
+    docker(
+      buildArgs(
+        inputs,
+        builder,
+        '<metadata file>',
+        inputs.debugPlatform ? 'plain' : 'rawjson'
+      )
+    )
     if (inputs.push) docker(inspectArgs(builder, source))
   }
-  if (inputs.push || copying) {
+  if (inputs.push) {
     for (const mirror of inputs.mirrors) {
       const refs = inputs.tags.map(tag => `${mirror}:${tag}`)
       refs.forEach(ref => docker(inspectArgs(builder, ref)))

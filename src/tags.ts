@@ -193,30 +193,35 @@ export const labelArgs = (builder: string, ref: string): string[] => [
 // at now; a tag that holds a newer release stays where it is, so re-running
 // an old release cannot roll users back.
 export async function keepFloatingForward(
-  image: string,
+  repositories: string[],
   tags: string[],
   floating: string[],
   version: string,
   builder: string
 ): Promise<{tags: string[]; kept: string[]}> {
   const kept: string[] = []
+  // Every destination is asked: a mirror may hold a newer release than
+  // the image (a re-run after a failed mirror copy, say).
   for (const tag of floating) {
-    const ref = `${image}:${tag}`
-    const read = await attempt({phase: 'Tags', args: labelArgs(builder, ref)})
-    if (read.exitCode !== 0) {
-      if (/not found|manifest unknown/i.test(read.stderr)) continue
-      core.warning(
-        `Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`
-      )
-      kept.push(tag)
-      continue
-    }
-    const current = versionLabel(read.stdout)
-    if (current && isNewer(current, version)) {
-      notice(
-        `${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`
-      )
-      kept.push(tag)
+    for (const repository of repositories) {
+      const ref = `${repository}:${tag}`
+      const read = await attempt({phase: 'Tags', args: labelArgs(builder, ref)})
+      if (read.exitCode !== 0) {
+        if (/not found|manifest unknown/i.test(read.stderr)) continue
+        core.warning(
+          `Cannot read ${ref} (${read.stderr.trim()}); leaving ${tag} where it is`
+        )
+        kept.push(tag)
+        break
+      }
+      const current = versionLabel(read.stdout)
+      if (current && isNewer(current, version)) {
+        notice(
+          `${ref} holds ${current}, newer than ${version}; leaving ${tag} where it is`
+        )
+        kept.push(tag)
+        break
+      }
     }
   }
   return {tags: tags.filter(tag => !kept.includes(tag)), kept}

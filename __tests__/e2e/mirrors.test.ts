@@ -346,4 +346,63 @@ describe('mirror-only mode', () => {
     }
     expect(run.outputs.digest).toBe(source.digest)
   })
+
+  it('writes nothing when push is false, as on a pull request', async () => {
+    const repo = uniqueRepo('sourcepr')
+    const run = runAction(
+      {
+        source: `${REG.base}/base/busybox:1`,
+        tags: 'pr-7',
+        mirrors: `${REG.m3}/${repo}`
+      },
+      {
+        env: {
+          GITHUB_EVENT_NAME: 'pull_request',
+          GITHUB_REF: 'refs/pull/7/merge'
+        }
+      }
+    )
+    expect(run.status).toBe(0)
+    expect(commandsOf(run, 'buildx', 'imagetools', 'create')).toEqual([])
+    expect(await tagList(REG.m3, repo)).toEqual([])
+    expect(run.stdout).toMatch(
+      /::notice::mirrors: skipped, because push is false/
+    )
+  })
+
+  it('refuses a single-manifest source this buildx cannot copy unchanged, writing nothing', async () => {
+    const repo = uniqueRepo('single')
+    const one = runAction({
+      image: `${REG.m3}/${repo}`,
+      tags: 'one',
+      platforms: 'linux/amd64',
+      context: join(FIXTURES, 'busybox'),
+      driver: 'docker',
+      network: 'host'
+    })
+    expect(one.status).toBe(0)
+    const run = runAction(
+      {
+        source: `${REG.m3}/${repo}:one`,
+        tags: 's1,s2',
+        mirrors: `${REG.m1}/${repo}`,
+        'registry-auth': authYaml('m1')
+      },
+      {env: passwordEnv()}
+    )
+    if (run.argv.some(a => a.includes('--prefer-index=false'))) {
+      // A newer buildx copies it unchanged instead.
+      expect(run.status).toBe(0)
+      return
+    }
+    expect(run.status).not.toBe(0)
+    expect(run.stdout).toMatch(
+      /::error::Mirrors: .*single-platform manifest.*--prefer-index=false.*Nothing was written/
+    )
+    // Only the feature check ran; no copy.
+    expect(commandsOf(run, 'buildx', 'imagetools', 'create')).toEqual([
+      ['buildx', 'imagetools', 'create', '--help']
+    ])
+    expect(await tagList(REG.m1, repo, USERS.m1)).toEqual([])
+  })
 })
