@@ -15,6 +15,7 @@ import {
   stackEnv,
   tagList,
   uniqueRepo,
+  writesFor,
   type Run
 } from './harness.js'
 import {spawnSync} from 'node:child_process'
@@ -112,8 +113,12 @@ describe('rejected inputs change nothing', () => {
       {env: passwordEnv()}
     )
     expect(run.status).not.toBe(0)
+    // The registry's own reason, before anything is built (issue #2).
     expect(run.stdout).toMatch(
-      new RegExp(`::error::Logins \\(${REG.m1.replace(/\./g, '\\.')}\\)`)
+      new RegExp(
+        `::error::Logins \\(${REG.m1.replace(/\./g, '\\.')}\\).*(401|unauthorized|incorrect username or password)`,
+        'i'
+      )
     )
     expect(commandsOf(run, 'buildx', 'build')).toEqual([])
     expect(await tagList(REG.hub, repo, USERS.hub)).toEqual([])
@@ -379,9 +384,7 @@ describe('a build without push (C29)', () => {
       /::notice::mirrors: skipped, because push is false/
     )
     for (const name of ['hub', 'm1'] as const) {
-      expect(
-        requestsFor(name, repo).filter(l => /"(PUT|POST) /.test(l))
-      ).toEqual([])
+      expect(writesFor(name, repo)).toEqual([])
     }
     expect(run.outputs.digest).toBe('')
   })

@@ -1,11 +1,15 @@
-import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {
   FIXTURES,
+  HANDLERS,
   REG,
+  STANDIN,
   commandsOf,
+  registered,
+  restoreHandlers,
   runAction,
   uniqueRepo,
+  unregister,
   type Run
 } from './harness.js'
 
@@ -13,19 +17,6 @@ import {
 // are removed, the action installs them with the stand-in installer image
 // through `docker run --privileged`, and a second run installs nothing.
 // Every test leaves the handlers registered, as the other suites need them.
-
-const BINFMT = '/proc/sys/fs/binfmt_misc'
-const STANDIN = `${REG.base}/test/binfmt-standin:1`
-const HANDLERS = ['qemu-aarch64', 'qemu-arm']
-
-const registered = (handler: string): boolean =>
-  existsSync(join(BINFMT, handler)) &&
-  readFileSync(join(BINFMT, handler), 'utf8').startsWith('enabled')
-
-function unregister(handler: string): void {
-  if (existsSync(join(BINFMT, handler)))
-    writeFileSync(join(BINFMT, handler), '-1')
-}
 
 function release(platforms: string): Run {
   return runAction({
@@ -42,7 +33,7 @@ function release(platforms: string): Run {
 describe('emulators', () => {
   afterAll(() => {
     // Put back what the tests removed, whatever happened.
-    if (!HANDLERS.every(registered)) release('linux/arm64,linux/arm/v7')
+    restoreHandlers()
     expect(HANDLERS.every(registered)).toBe(true)
   })
 

@@ -1,11 +1,4 @@
-import {spawnSync} from 'node:child_process'
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  writeFileSync
-} from 'node:fs'
+import {mkdtempSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {
@@ -14,11 +7,17 @@ import {
   USERS,
   authYaml,
   commandsOf,
+  HANDLERS,
+  STANDIN,
+  docker,
   passwordEnv,
+  registered,
+  restoreHandlers,
   runAction,
-  stackEnv,
   tagList,
   uniqueRepo,
+  unregister,
+  writesFor,
   type Run
 } from './harness.js'
 
@@ -29,40 +28,7 @@ import {
 // leave the registries without a write and nothing running: no emulated
 // process, no container, no builder.
 
-const STANDIN = `${REG.base}/test/binfmt-standin:1`
 const THREE = 'linux/amd64,linux/arm64/v8,linux/arm/v7'
-const BINFMT = '/proc/sys/fs/binfmt_misc'
-const HANDLERS = ['qemu-aarch64', 'qemu-arm']
-
-const registered = (handler: string): boolean =>
-  existsSync(join(BINFMT, handler)) &&
-  readFileSync(join(BINFMT, handler), 'utf8').startsWith('enabled')
-
-// Puts back the handlers a test removed, with the stand-in installer.
-function restoreHandlers(): void {
-  if (HANDLERS.every(registered)) return
-  docker('run', '--rm', '--privileged', STANDIN, '--install', 'arm64,arm')
-}
-
-function docker(...args: string[]): {status: number; stdout: string} {
-  const out = spawnSync('docker', args, {
-    encoding: 'utf8',
-    env: {...process.env, ...stackEnv()}
-  })
-  return {status: out.status ?? -1, stdout: out.stdout}
-}
-
-// Requests that wrote to a repository, from the registry's access log.
-function writes(registry: 'hub' | 'm1' | 'm3', repo: string): string[] {
-  const state = stackEnv().MA_STACK_STATE ?? '/var/tmp/multiarch-stack'
-  const log = join(state, 'log', `registry-${registry}.log`)
-  return readFileSync(log, 'utf8')
-    .split('\n')
-    .filter(
-      line =>
-        line.includes(`/v2/${repo}/`) && /"(PUT|POST|PATCH|DELETE) /.test(line)
-    )
-}
 
 // Processes still running a fixture's arm/v7 step: the engine runs on this
 // machine, so its emulated processes are visible here as qemu-arm.
@@ -196,8 +162,8 @@ describe('C13: a QEMU crash on one platform names that platform', () => {
   })
 
   it('pushes nothing anywhere: no write to the image or the mirror', async () => {
-    expect(writes('hub', repo)).toEqual([])
-    expect(writes('m1', repo)).toEqual([])
+    expect(writesFor('hub', repo)).toEqual([])
+    expect(writesFor('m1', repo)).toEqual([])
     expect(await tagList(REG.hub, repo, USERS.hub)).toEqual([])
     expect(await tagList(REG.m1, repo, USERS.m1)).toEqual([])
     expect(commandsOf(run, 'buildx', 'imagetools', 'create')).toEqual([])
@@ -242,7 +208,7 @@ describe('a QEMU crash that then hangs the step', () => {
     expect(run.stdout).toMatch(/buildx ended after SIGINT/)
     // A hang bound, not a speed check: the grace plus a generous margin.
     expect(seconds).toBeLessThan(60 + 120)
-    expect(writes('m3', repo)).toEqual([])
+    expect(writesFor('m3', repo)).toEqual([])
     expectNothingLeft(before)
   })
 })
@@ -273,7 +239,7 @@ describe('a platform that stalls', () => {
   })
 
   it('pushes nothing and leaves nothing running', () => {
-    expect(writes('m3', result.repo)).toEqual([])
+    expect(writesFor('m3', result.repo)).toEqual([])
     expect(result.run.post.status).toBe(0)
     expectNothingLeft(before)
   })
@@ -291,7 +257,7 @@ describe('build-timeout', () => {
       /^::error::Build \(linux\/arm\/v7\): the build ran for \d+ s, past build-timeout \(0\.15 min\); cancelled the build\. Still running: linux\/arm\/v7 \[3\/3\] RUN /m
     )
     expect(seconds).toBeLessThan(9 + 90)
-    expect(writes('m3', repo)).toEqual([])
+    expect(writesFor('m3', repo)).toEqual([])
     expectNothingLeft(before)
   })
 })
@@ -300,7 +266,7 @@ describe('C12: a missing emulator that cannot be installed', () => {
   afterEach(() => restoreHandlers())
 
   it('fails before building, naming linux/arm/v7 and qemu-arm', () => {
-    if (registered('qemu-arm')) writeFileSync(join(BINFMT, 'qemu-arm'), '-1')
+    if (registered('qemu-arm')) unregister('qemu-arm')
     expect(registered('qemu-arm')).toBe(false)
     const {run, repo} = release(
       'busybox',
@@ -315,7 +281,7 @@ describe('C12: a missing emulator that cannot be installed', () => {
       )
     ])
     expect(commandsOf(run, 'buildx', 'build')).toEqual([])
-    expect(writes('m3', repo)).toEqual([])
+    expect(writesFor('m3', repo)).toEqual([])
   })
 })
 
@@ -397,8 +363,8 @@ describe('debug-platform', () => {
     expect(run.outputs.platforms).toBe('linux/arm/v7')
     expect(run.outputs.digest).toBe('')
     expect(run.outputs.builder).toBe('default')
-    expect(writes('m3', repo)).toEqual([])
-    expect(writes('m3', `${repo}-mirror`)).toEqual([])
+    expect(writesFor('m3', repo)).toEqual([])
+    expect(writesFor('m3', `${repo}-mirror`)).toEqual([])
     expectNothingLeft(before)
   })
 

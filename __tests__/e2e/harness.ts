@@ -1,5 +1,12 @@
 import {expect} from '@jest/globals'
-import {existsSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync
+} from 'node:fs'
 import {join} from 'node:path'
 import {ROOT, stackEnv, type Run} from '../../scripts/runner.mjs'
 
@@ -199,4 +206,40 @@ export function expectNoSecret(run: Run): void {
       }
     }
   }
+}
+
+// Registry writes (PUT, POST, PATCH, DELETE) that touched a repository.
+export const writesFor = (
+  name: 'hub' | 'm1' | 'm2' | 'm3',
+  repo: string
+): string[] =>
+  requestsFor(name, repo).filter(line => /"(PUT|POST|PATCH|DELETE) /.test(line))
+
+// The docker CLI against the stack, outside any action run.
+export function docker(...args: string[]): {status: number; stdout: string} {
+  const out = spawnSync('docker', args, {
+    encoding: 'utf8',
+    env: {...process.env, ...stackEnv()}
+  })
+  return {status: out.status ?? -1, stdout: out.stdout}
+}
+
+// The kernel's binfmt_misc table, which emulator tests change and restore.
+export const STANDIN = `${REG.base}/test/binfmt-standin:1`
+export const BINFMT = '/proc/sys/fs/binfmt_misc'
+export const HANDLERS = ['qemu-aarch64', 'qemu-arm']
+
+export const registered = (handler: string): boolean =>
+  existsSync(join(BINFMT, handler)) &&
+  readFileSync(join(BINFMT, handler), 'utf8').startsWith('enabled')
+
+export function unregister(handler: string): void {
+  if (existsSync(join(BINFMT, handler)))
+    writeFileSync(join(BINFMT, handler), '-1')
+}
+
+// Puts back the handlers a test removed, with the stand-in installer.
+export function restoreHandlers(): void {
+  if (HANDLERS.every(registered)) return
+  docker('run', '--rm', '--privileged', STANDIN, '--install', 'arm64,arm')
 }

@@ -8,6 +8,7 @@ import {
   authYaml,
   blobExists,
   commandsOf,
+  docker,
   expectCopiedOnce,
   expectNoSecret,
   manifest,
@@ -25,14 +26,6 @@ import {
 
 const STANDIN = `${REG.base}/test/binfmt-standin:1`
 const PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7'
-
-function docker(...args: string[]): {status: number; stdout: string} {
-  const out = spawnSync('docker', args, {
-    encoding: 'utf8',
-    env: {...process.env, ...stackEnv()}
-  })
-  return {status: out.status ?? -1, stdout: out.stdout}
-}
 
 describe('a three-platform release', () => {
   const repo = uniqueRepo('release')
@@ -201,35 +194,6 @@ function order(ref: string): number {
   const registry = registries.findIndex(r => ref.startsWith(r))
   return registry * 10 + (ref.endsWith(':6') ? 1 : 0)
 }
-
-describe('a wrong mirror password', () => {
-  it('fails with the registry reason before anything is built', async () => {
-    const repo = uniqueRepo('wrongpw')
-    const run = runAction(
-      {
-        image: `${REG.hub}/${repo}`,
-        tags: 'v1',
-        platforms: 'linux/amd64',
-        context: join(FIXTURES, 'busybox'),
-        mirrors: `${REG.m1}/${repo}`,
-        'registry-auth': `${authYaml('hub')}\n- {registry: "${REG.m1}", username: m1-ci, password: wrong}`,
-        driver: 'docker',
-        network: 'host'
-      },
-      {env: passwordEnv()}
-    )
-    expect(run.status).not.toBe(0)
-    expect(run.stdout).toMatch(
-      new RegExp(
-        `::error::Logins \\(${REG.m1.replace(/\./g, '\\.')}\\).*(401|unauthorized|incorrect username or password)`,
-        'i'
-      )
-    )
-    expect(commandsOf(run, 'buildx', 'build')).toHaveLength(0)
-    expect(await tagList(REG.hub, repo, USERS.hub)).toEqual([])
-    expectNoSecret(run)
-  })
-})
 
 describe('the docker-container driver', () => {
   it('creates a builder and removes it in the post step, even though it cannot boot here', () => {
