@@ -64,7 +64,9 @@ function received(proxy) {
   }
 }
 
-// (a) The action's mirror phase, in mirror-only mode from the pushed digest.
+// (a) The action in mirror-only mode from the pushed digest: the whole run
+// is timed here, and its mirror phase is read from the summary's timings.
+// The baseline's time has no logins in it, like the mirror phase.
 async function action(source, repo) {
   const [p1, p3] = await proxies()
   const started = performance.now()
@@ -83,7 +85,8 @@ async function action(source, repo) {
   const seconds = (performance.now() - started) / 1000
   if (run.status !== 0) throw new Error(`action failed:\n${run.stdout}`)
   const timings = /Timings: (.*)/.exec(run.summary)?.[1] ?? ''
-  const result = {seconds, m1: received(p1), m3: received(p3), timings}
+  const phase = Number(/Copying to mirrors ([\d.]+)s/.exec(timings)?.[1])
+  const result = {seconds, phase, m1: received(p1), m3: received(p3), timings}
   await Promise.all([p1.stop(), p3.stop()])
   return result
 }
@@ -148,10 +151,12 @@ for (const [name, context] of [
   const a = await action(source, `${repo}-action`)
   const b = await baseline(`${HUB}/${repo}:source`, `${repo}-baseline`)
   console.log(`\n${name} (${digest.slice(0, 19)})`)
-  console.log(row('(a) action mirror phase', a))
+  console.log(row('(a) action, whole run', a))
   console.log(row('(b) one create per tag', b))
   console.log(`  action phases: ${a.timings}`)
   console.log(
-    `  ratio a/b: ${(a.seconds / b.seconds).toFixed(3)} (target <= 0.25)`
+    `  ratio a/b, mirror phase: ${(a.phase / b.seconds).toFixed(3)} ` +
+      `(target <= 0.25); whole run (start, logins, post included): ` +
+      `${(a.seconds / b.seconds).toFixed(3)}`
   )
 }

@@ -1,6 +1,232 @@
 import './sourcemap-register.cjs';import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
+/***/ 2914:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+
+Object.defineProperty(exports, "__esModule", ({
+  value: true
+}));
+exports["default"] = void 0;
+
+var _util = __nccwpck_require__(2561);
+
+function _toConsumableArray(arr) { return _arrayWithoutHoles(arr) || _iterableToArray(arr) || _nonIterableSpread(); }
+
+function _nonIterableSpread() { throw new TypeError("Invalid attempt to spread non-iterable instance"); }
+
+function _iterableToArray(iter) { if (Symbol.iterator in Object(iter) || Object.prototype.toString.call(iter) === "[object Arguments]") return Array.from(iter); }
+
+function _arrayWithoutHoles(arr) { if (Array.isArray(arr)) { for (var i = 0, arr2 = new Array(arr.length); i < arr.length; i++) { arr2[i] = arr[i]; } return arr2; } }
+
+function _slicedToArray(arr, i) { return _arrayWithHoles(arr) || _iterableToArrayLimit(arr, i) || _nonIterableRest(); }
+
+function _nonIterableRest() { throw new TypeError("Invalid attempt to destructure non-iterable instance"); }
+
+function _iterableToArrayLimit(arr, i) { var _arr = []; var _n = true; var _d = false; var _e = undefined; try { for (var _i = arr[Symbol.iterator](), _s; !(_n = (_s = _i.next()).done); _n = true) { _arr.push(_s.value); if (i && _arr.length === i) break; } } catch (err) { _d = true; _e = err; } finally { try { if (!_n && _i["return"] != null) _i["return"](); } finally { if (_d) throw _e; } } return _arr; }
+
+function _arrayWithHoles(arr) { if (Array.isArray(arr)) return arr; }
+
+var xxx = function xxx(key) {
+  return function (value) {
+    return `${key}=${value && !(0, _util.isToken)(value) ? (0, _util.quote)(value) : value}`;
+  };
+};
+
+var build = function build(params) {
+  return params.reduce(function (prev, _ref) {
+    var _ref2 = _slicedToArray(_ref, 2),
+        key = _ref2[0],
+        values = _ref2[1];
+
+    var transform = xxx(key);
+
+    if (!(0, _util.isToken)(key)) {
+      throw new TypeError();
+    }
+
+    if (Array.isArray(values)) {
+      return _toConsumableArray(prev).concat(_toConsumableArray(values.map(transform)));
+    }
+
+    return _toConsumableArray(prev).concat([transform(values)]);
+  }, []);
+};
+
+var challenge = function challenge(params, options) {
+  if (Array.isArray(params)) {
+    return build(params);
+  } else if (typeof params === 'object') {
+    var entries = params;
+    return challenge(Object.keys(params).map(function (key) {
+      return [key, entries[key]];
+    }), options);
+  }
+
+  throw new TypeError();
+};
+
+var _default = function _default(scheme, token, params) {
+  var obj = typeof scheme === 'string' ? {
+    scheme,
+    token,
+    params
+  } : scheme;
+
+  if (typeof obj !== 'object') {
+    throw new TypeError();
+  } else if (!(0, _util.isScheme)(obj.scheme)) {
+    throw new TypeError('Invalid scheme.');
+  }
+
+  return [obj.scheme].concat(_toConsumableArray(typeof obj.token !== 'undefined' ? [obj.token] : []), _toConsumableArray(typeof obj.params !== 'undefined' ? challenge(obj.params) : [])).join(' ');
+};
+
+exports["default"] = _default;
+//# sourceMappingURL=format.js.map
+
+/***/ }),
+
+/***/ 8009:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+var __webpack_unused_export__;
+
+
+__webpack_unused_export__ = ({
+  value: true
+});
+__webpack_unused_export__ = ({
+  enumerable: true,
+  get: function get() {
+    return _format.default;
+  }
+});
+Object.defineProperty(exports, "qg", ({
+  enumerable: true,
+  get: function get() {
+    return _parse.default;
+  }
+}));
+
+var _format = _interopRequireDefault(__nccwpck_require__(2914));
+
+var _parse = _interopRequireDefault(__nccwpck_require__(4302));
+
+function _interopRequireDefault(obj) { return obj && obj.__esModule ? obj : { default: obj }; }
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 4302:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+
+Object.defineProperty(exports, "__esModule", ({
+  value: true
+}));
+exports["default"] = void 0;
+
+var _util = __nccwpck_require__(2561);
+
+// lol dis
+var body = /((?:[a-zA-Z0-9._~+\/-]+=*(?:\s+|$))|[^\u0000-\u001F\u007F()<>@,;:\\"/?={}\[\]\u0020\u0009]+)(?:=([^\\"=\s,]+|"(?:[^"\\]|\\.)*"))?/g; // eslint-disable-line
+
+var normalize = function normalize(prev, _cur) {
+  // Fixup quoted strings and tokens with spaces around them
+  var cur = _cur.charAt(0) === '"' ? (0, _util.unquote)(_cur) : _cur.trim(); // Marshal
+
+  if (Array.isArray(prev)) {
+    return prev.concat(cur);
+  } else if (typeof prev === 'string') {
+    return [prev, cur];
+  }
+
+  return cur;
+};
+
+var parseProperties = function parseProperties(scheme, string) {
+  var token = null;
+  var params = {}; // eslint-disable-next-line no-constant-condition
+
+  while (true) {
+    var res = body.exec(string);
+
+    if (res === null) {
+      break;
+    }
+
+    if (res[2]) {
+      params[res[1]] = normalize(params[res[1]], res[2]);
+    } else {
+      token = normalize(token, res[1]);
+    }
+  }
+
+  return {
+    scheme,
+    params,
+    token
+  };
+};
+
+var _default = function _default(str) {
+  if (typeof str !== 'string') {
+    throw new TypeError('Header value must be a string.');
+  }
+
+  var start = str.indexOf(' ');
+  var scheme = str.substr(0, start);
+
+  if (!(0, _util.isScheme)(scheme)) {
+    throw new TypeError(`Invalid scheme ${scheme}`);
+  }
+
+  return parseProperties(scheme, str.substr(start));
+};
+
+exports["default"] = _default;
+//# sourceMappingURL=parse.js.map
+
+/***/ }),
+
+/***/ 2561:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+
+Object.defineProperty(exports, "__esModule", ({
+  value: true
+}));
+exports.unquote = exports.quote = exports.isScheme = exports.isToken = void 0;
+var token = /^[^\u0000-\u001F\u007F()<>@,;:\\"/?={}\[\]\u0020\u0009]+$/;
+
+var isToken = function isToken(str) {
+  return typeof str === 'string' && token.test(str);
+};
+
+exports.isToken = isToken;
+var isScheme = isToken;
+exports.isScheme = isScheme;
+
+var quote = function quote(str) {
+  return `"${str.replace(/"/g, '\\"')}"`;
+};
+
+exports.quote = quote;
+
+var unquote = function unquote(str) {
+  return str.substr(1, str.length - 2).replace(/\\"/g, '"');
+};
+
+exports.unquote = unquote;
+//# sourceMappingURL=util.js.map
+
+/***/ }),
+
 /***/ 9379:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
@@ -31877,7 +32103,7 @@ function start(command, onOutput, escalation = ESCALATION) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3354);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(537);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -31980,7 +32206,7 @@ async function login(credentials) {
 
 /***/ }),
 
-/***/ 3354:
+/***/ 537:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -37234,10 +37460,18 @@ function buildArgs(inputs, builder, metadataFile, progress) {
         args.push('--no-cache');
     if (inputs.pull)
         args.push('--pull');
+    // Attestations in BuildKit's legacy form: newer BuildKit stores them as
+    // OCI artifacts by default, which Aliyun ACR refuses ("unknown manifest
+    // class"). BuildKit before the option existed keeps unknown exporter
+    // options to itself and writes the legacy form anyway.
+    const legacy = attestations(inputs) ? ',oci-artifact=false' : '';
     if (inputs.pushByDigest) {
         // No tag: the image is reachable by its digest only, until the merge
         // job puts it in the tagged index.
-        args.push('--output', `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`);
+        args.push('--output', `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true${legacy}`);
+    }
+    else if (inputs.push && legacy) {
+        args.push('--output', `type=registry${legacy}`);
     }
     else if (inputs.push) {
         args.push('--push');
@@ -37245,6 +37479,7 @@ function buildArgs(inputs, builder, metadataFile, progress) {
     args.push('--metadata-file', metadataFile, inputs.context);
     return args;
 }
+const attestations = (inputs) => inputs.provenance !== 'false' || inputs.sbom !== 'false';
 // Secret values travel to buildx in its environment, never in argv.
 const secretEnv = (index) => `MULTIARCH_SECRET_${index}`;
 function secretsEnvironment(inputs) {
@@ -37594,6 +37829,197 @@ async function failureSummary(inputs, rows, platforms, headline, pushed) {
 var src_builder = __nccwpck_require__(4868);
 // EXTERNAL MODULE: ./src/logins.ts
 var logins = __nccwpck_require__(2989);
+// EXTERNAL MODULE: ./node_modules/auth-header/dist/index.js
+var auth_header_dist = __nccwpck_require__(8009);
+;// CONCATENATED MODULE: ./src/registry.ts
+
+
+
+
+
+// The few registry requests the mirror phase makes itself, where a buildx
+// process per request costs more than the request: reading a tag's manifest
+// and writing a manifest whose blobs the repository already holds. Each
+// answers only what it is sure of (a manifest, "not there", "written");
+// anything else (TLS trouble, an auth scheme it does not know, a status it
+// did not expect) comes back as undefined, and the caller asks buildx,
+// which knows the daemon's certificates and insecure-registry settings.
+const MANIFEST_TYPES = [
+    'application/vnd.oci.image.index.v1+json',
+    'application/vnd.docker.distribution.manifest.list.v2+json',
+    'application/vnd.oci.image.manifest.v1+json',
+    'application/vnd.docker.distribution.manifest.v2+json'
+];
+function target(ref) {
+    const parsed = parseReference(ref);
+    const hub = registryKey(parsed.domain) === DOCKER_HUB;
+    return {
+        host: parsed.domain,
+        repository: hub && !parsed.path.includes('/')
+            ? `library/${parsed.path}`
+            : parsed.path,
+        reference: parsed.digest ?? parsed.tag ?? 'latest'
+    };
+}
+// Docker treats loopback registries as plain HTTP; everything else is TLS.
+function baseUrl(host) {
+    if (registryKey(host) === DOCKER_HUB)
+        return 'https://registry-1.docker.io';
+    const name = host.replace(/:\d+$/, '');
+    const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(name);
+    return `${loopback ? 'http' : 'https'}://${host}`;
+}
+const sha256 = (bytes) => `sha256:${(0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex')}`;
+// The `auth` of the run's Docker config that docker login wrote: user and
+// password, base64. Hub's entry is keyed by its old index URL.
+function credentialFor(host, auths) {
+    const key = registryKey(host);
+    for (const [name, entry] of Object.entries(auths)) {
+        const named = key === DOCKER_HUB
+            ? registryKey(name) === DOCKER_HUB
+            : registryKey(name) === key;
+        if (named && entry.auth)
+            return entry.auth;
+    }
+    return undefined;
+}
+function runAuths() {
+    const dir = process.env.DOCKER_CONFIG;
+    const file = dir ? (0,external_node_path_.join)(dir, 'config.json') : '';
+    if (!file || !(0,external_node_fs_.existsSync)(file))
+        return {};
+    try {
+        const config = JSON.parse((0,external_node_fs_.readFileSync)(file, 'utf8'));
+        return config.auths ?? {};
+    }
+    catch {
+        return {};
+    }
+}
+// The Authorization header a challenge asks for, or undefined when this
+// client cannot meet it (then buildx is asked instead).
+async function answerChallenge(header, credential, scope, request = fetch) {
+    if (!header)
+        return undefined;
+    let challenge;
+    try {
+        challenge = (0,auth_header_dist/* parse */.qg)(header);
+    }
+    catch {
+        return undefined;
+    }
+    const scheme = challenge.scheme.toLowerCase();
+    if (scheme === 'basic') {
+        return credential ? `Basic ${credential}` : undefined;
+    }
+    if (scheme !== 'bearer')
+        return undefined;
+    const param = (name) => {
+        const value = challenge.params[name];
+        return Array.isArray(value) ? value[0] : value;
+    };
+    const realm = param('realm');
+    if (!realm)
+        return undefined;
+    const url = new URL(realm);
+    const service = param('service');
+    if (service)
+        url.searchParams.set('service', service);
+    url.searchParams.set('scope', scope);
+    const response = await request(url, {
+        headers: credential ? { Authorization: `Basic ${credential}` } : {},
+        signal: AbortSignal.timeout(30_000)
+    });
+    if (!response.ok)
+        return undefined;
+    const body = (await response.json());
+    const token = body.token ?? body.access_token;
+    return token ? `Bearer ${token}` : undefined;
+}
+// One client per run: it remembers each repository's Authorization header,
+// so parallel reads and writes pay the challenge once.
+class RegistryClient {
+    request;
+    headers = new Map();
+    auths;
+    constructor(request = fetch) {
+        this.request = request;
+    }
+    async read(ref) {
+        const where = target(ref);
+        const response = await this.send(where, 'GET', {
+            Accept: MANIFEST_TYPES.join(', ')
+        });
+        if (!response)
+            return undefined;
+        if (response.status === 404) {
+            await response.body?.cancel();
+            return { missing: true };
+        }
+        if (response.status !== 200) {
+            await response.body?.cancel();
+            return undefined;
+        }
+        const bytes = Buffer.from(await response.arrayBuffer());
+        const digest = sha256(bytes);
+        if (where.reference.includes(':') && where.reference !== digest) {
+            return undefined;
+        }
+        const mediaType = response.headers.get('content-type')?.split(';')[0].trim() ?? '';
+        return { manifest: { bytes, digest, mediaType } };
+    }
+    // True once the registry answered 201 with the digest of these bytes.
+    async write(ref, manifest) {
+        if (!MANIFEST_TYPES.includes(manifest.mediaType))
+            return false;
+        const response = await this.send(target(ref), 'PUT', { 'Content-Type': manifest.mediaType }, manifest.bytes);
+        if (!response)
+            return false;
+        await response.body?.cancel();
+        const digest = response.headers.get('docker-content-digest');
+        return response.status === 201 && (!digest || digest === manifest.digest);
+    }
+    async send(where, method, headers, body) {
+        const url = `${baseUrl(where.host)}/v2/${where.repository}/manifests/${where.reference}`;
+        const key = `${where.host}/${where.repository}`;
+        try {
+            let authorization = await this.headers.get(key);
+            const go = () => this.request(url, {
+                method,
+                headers: authorization
+                    ? { ...headers, Authorization: authorization }
+                    : headers,
+                body: body ? new Uint8Array(body) : undefined,
+                redirect: 'follow',
+                signal: AbortSignal.timeout(60_000)
+            });
+            let response = await go();
+            if (response.status !== 401)
+                return response;
+            await response.body?.cancel();
+            // One challenge per repository; parallel requests wait for it.
+            const challenge = response.headers.get('www-authenticate');
+            if (!this.headers.has(key) || authorization) {
+                this.auths ??= runAuths();
+                this.headers.set(key, answerChallenge(challenge, credentialFor(where.host, this.auths), `repository:${where.repository}:pull,push`, this.request).catch(() => undefined));
+            }
+            const answered = await this.headers.get(key);
+            if (!answered || answered === authorization)
+                return undefined;
+            authorization = answered;
+            response = await go();
+            if (response.status === 401) {
+                await response.body?.cancel();
+                return undefined;
+            }
+            return response;
+        }
+        catch {
+            return undefined;
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/mirrors.ts
 
 
@@ -37601,10 +38027,10 @@ var logins = __nccwpck_require__(2989);
 
 
 // Mirrors: copy the index this run pushed, named by digest so that no other
-// run can move it meanwhile, into each mirror repository with one
-// imagetools create for all of its tags; then read every tag back. Every
-// mirror is tried, in parallel up to a bound; one failure neither hides nor
-// blocks the others.
+// run can move it meanwhile, into each mirror repository: the first tag by
+// imagetools create, which carries the blobs, the others by writing the
+// same manifest bytes; then read every tag back. Every mirror is tried, in
+// parallel up to a bound; one failure neither hides nor blocks the others.
 const mirrors_PHASE = 'Mirrors';
 const withBuilder = (builder) => builder ? ['--builder', builder] : [];
 function copyArgs(builder, mirror, tags, source, keepManifest = false) {
@@ -37630,8 +38056,9 @@ const inspectArgs = (builder, ref) => [
 // The raw manifest: its digest is the sha256 of exactly these bytes; an
 // index lists its platforms, and attestation entries (unknown/unknown) are
 // not platforms.
-function parseInspect(stdout) {
-    const manifest = JSON.parse(stdout);
+function parseInspect(raw) {
+    const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+    const manifest = JSON.parse(bytes.toString('utf8'));
     const entries = (manifest.manifests ?? [])
         .map((entry) => [
         fromDescriptor(entry.platform ?? {}),
@@ -37643,10 +38070,11 @@ function parseInspect(stdout) {
             ? 'application/vnd.oci.image.index.v1+json'
             : 'application/vnd.oci.image.manifest.v1+json');
     return {
-        digest: `sha256:${(0,external_node_crypto_.createHash)('sha256').update(stdout, 'utf8').digest('hex')}`,
+        digest: sha256(bytes),
         mediaType,
         platforms: entries.map(([platform]) => platform),
-        children: Object.fromEntries(entries)
+        children: Object.fromEntries(entries),
+        bytes
     };
 }
 const PERMANENT = /denied|MANIFEST_INVALID|TAG_INVALID|NAME_INVALID|NAME_UNKNOWN|name unknown|unknown manifest class|unsupported media ?type|MANIFEST_BLOB_UNKNOWN|invalid reference format|\b40[03]\b/i;
@@ -37691,7 +38119,16 @@ function mirrors_explain(reason, mediaType, mirror = '') {
 }
 const sleep = (seconds) => new Promise(resolve => setTimeout(resolve, seconds * 1000));
 // --- Reading back ----------------------------------------------------------
+// Reads go to the registry directly when it answers plainly (one request
+// instead of a buildx process each); buildx answers the rest.
+const registry = new RegistryClient();
 async function mirrors_read(builder, ref) {
+    const direct = await registry.read(ref);
+    if (direct && 'manifest' in direct) {
+        return { found: parseInspect(direct.manifest.bytes) };
+    }
+    if (direct)
+        return { cause: 'missing', reason: `${ref}: not found` };
     const command = {
         phase: mirrors_PHASE,
         args: inspectArgs(builder, ref),
@@ -37778,25 +38215,32 @@ async function copyOne(mirror, plan) {
     const brandNew = current.every(read => read.cause === 'missing');
     // buildx pushes the tags of one create in parallel, each with its own
     // blob uploads: six tags sent the blobs six times (bench/mirrors.mjs). So
-    // the first tag carries the blobs from the source, and the other tags are
-    // written from the mirror's own copy, by digest: manifests only. When a
-    // tag there already holds the digest, its blobs are there already too.
-    const local = `${mirror}@${plan.digest}`;
+    // the first tag carries the blobs from the source, and the other tags get
+    // the same manifest bytes written straight to the registry, all at once:
+    // one request each instead of a create that pushes every child manifest
+    // again. Whatever the registry does not take that way, imagetools create
+    // copies from the mirror's own copy, by digest. When a tag there already
+    // holds the digest, its blobs are there already too.
     const present = current.some(read => read.found?.digest === plan.digest);
-    const steps = present
-        ? [[stale, local]]
-        : [
-            [stale.slice(0, 1), plan.source],
-            ...(stale.length > 1
-                ? [[stale.slice(1), local]]
-                : [])
-        ];
-    for (const [tags, source] of steps) {
-        const outcome = await copyStep(mirror, tags, source, plan, brandNew);
+    const rest = present ? stale : stale.slice(1);
+    if (!present) {
+        const outcome = await copyStep(mirror, stale.slice(0, 1), plan.source, plan, brandNew);
         attempts += outcome.attempts;
         retries += outcome.attempts - 1;
         if (outcome.reason)
             return result('failed', outcome.reason);
+    }
+    if (rest.length > 0) {
+        const left = await writeTags(mirror, rest, plan);
+        if (left.length < rest.length)
+            attempts += 1;
+        if (left.length > 0) {
+            const outcome = await copyStep(mirror, left, `${mirror}@${plan.digest}`, plan, false);
+            attempts += outcome.attempts;
+            retries += outcome.attempts - 1;
+            if (outcome.reason)
+                return result('failed', outcome.reason);
+        }
     }
     // Every tag is read back, all at once: each read is a round trip.
     const problems = await Promise.all(refs.map(ref => verify(plan, ref)));
@@ -37805,6 +38249,36 @@ async function copyOne(mirror, plan) {
         return result('failed', problem);
     lib_core/* info */.pq(`Verified ${refs.join(', ')} at ${plan.digest}`);
     return result('done');
+}
+// The manifest written to every tag after the first: the bytes read from
+// the source, or else the mirror's own copy. Returns the tags not written.
+async function writeTags(mirror, tags, plan) {
+    let manifest;
+    if (plan.bytes && sha256(plan.bytes) === plan.digest) {
+        manifest = {
+            bytes: plan.bytes,
+            digest: plan.digest,
+            mediaType: plan.mediaType
+        };
+    }
+    else {
+        const read = await registry.read(`${mirror}@${plan.digest}`);
+        if (read && 'manifest' in read)
+            manifest = read.manifest;
+    }
+    if (!manifest)
+        return tags;
+    const written = await Promise.all(tags.map(tag => registry.write(`${mirror}:${tag}`, manifest)));
+    const left = tags.filter((_, i) => !written[i]);
+    const done = tags.filter((_, i) => written[i]);
+    if (done.length > 0) {
+        lib_core/* info */.pq(`${mirror}: wrote ${plan.digest} to ${done.join(', ')}`);
+    }
+    if (left.length > 0) {
+        lib_core/* info */.pq(`${mirror}: the registry did not take a direct write to ` +
+            `${left.join(', ')}; imagetools create copies them`);
+    }
+    return left;
 }
 // One imagetools create, tried again for transient failures only.
 async function copyStep(mirror, tags, source, plan, brandNew) {
@@ -37902,7 +38376,8 @@ async function checkPushed(inputs, builder, built) {
         ...built,
         mediaType: found.mediaType,
         platforms,
-        children: found.children
+        children: found.children,
+        bytes: found.bytes
     };
 }
 // Mirror-only mode: the source named by tag is resolved to its digest once,
@@ -37915,7 +38390,8 @@ async function readSource(inputs) {
         metadata: {},
         mediaType: found.mediaType,
         platforms: found.platforms,
-        children: found.children
+        children: found.children,
+        bytes: found.bytes
     };
 }
 function sourceRepository(source) {
@@ -38064,7 +38540,8 @@ async function merge(inputs) {
         metadata: {},
         mediaType: first.mediaType,
         platforms,
-        children: Object.fromEntries(digests.map(({ platform, digest }) => [platform, digest]))
+        children: Object.fromEntries(digests.map(({ platform, digest }) => [platform, digest])),
+        bytes: first.bytes
     };
 }
 // Which lines name a digest the image's repository does not hold.
@@ -38424,7 +38901,8 @@ async function mirror(inputs, builder, built) {
         concurrency: inputs.mirrorConcurrency,
         timeoutMinutes: inputs.mirrorTimeout,
         warnOnly: inputs.mirrorFailure === 'warn',
-        keepManifest
+        keepManifest,
+        bytes: built.bytes
     });
 }
 // The tags to write after leaving newer floating tags where they are.

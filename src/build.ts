@@ -71,19 +71,29 @@ export function buildArgs(
   args.push(`--provenance=${inputs.provenance}`, `--sbom=${inputs.sbom}`)
   if (inputs.noCache) args.push('--no-cache')
   if (inputs.pull) args.push('--pull')
+  // Attestations in BuildKit's legacy form: newer BuildKit stores them as
+  // OCI artifacts by default, which Aliyun ACR refuses ("unknown manifest
+  // class"). BuildKit before the option existed keeps unknown exporter
+  // options to itself and writes the legacy form anyway.
+  const legacy = attestations(inputs) ? ',oci-artifact=false' : ''
   if (inputs.pushByDigest) {
     // No tag: the image is reachable by its digest only, until the merge
     // job puts it in the tagged index.
     args.push(
       '--output',
-      `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true`
+      `type=image,name=${inputs.image},push-by-digest=true,name-canonical=true,push=true${legacy}`
     )
+  } else if (inputs.push && legacy) {
+    args.push('--output', `type=registry${legacy}`)
   } else if (inputs.push) {
     args.push('--push')
   }
   args.push('--metadata-file', metadataFile, inputs.context)
   return args
 }
+
+export const attestations = (inputs: Inputs): boolean =>
+  inputs.provenance !== 'false' || inputs.sbom !== 'false'
 
 // Secret values travel to buildx in its environment, never in argv.
 export const secretEnv = (index: number): string => `MULTIARCH_SECRET_${index}`

@@ -153,7 +153,8 @@ async function mirror(
     concurrency: inputs.mirrorConcurrency,
     timeoutMinutes: inputs.mirrorTimeout,
     warnOnly: inputs.mirrorFailure === 'warn',
-    keepManifest
+    keepManifest,
+    bytes: built.bytes
   })
 }
 

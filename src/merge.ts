@@ -148,7 +148,8 @@ export async function merge(inputs: Inputs): Promise<Published> {
     platforms,
     children: Object.fromEntries(
       digests.map(({platform, digest}) => [platform, digest])
-    )
+    ),
+    bytes: first.bytes
   }
 }
 

@@ -1,5 +1,4 @@
 import * as core from '@actions/core'
-import {createHash} from 'node:crypto'
 import {
   PhaseError,
   attempt,
@@ -11,12 +10,13 @@ import {
 import type {Inputs} from './inputs.js'
 import {fromDescriptor} from './platforms.js'
 import {parseReference, repositoryName} from './reference.js'
+import {RegistryClient, sha256, type Manifest} from './registry.js'
 
 // Mirrors: copy the index this run pushed, named by digest so that no other
-// run can move it meanwhile, into each mirror repository with one
-// imagetools create for all of its tags; then read every tag back. Every
-// mirror is tried, in parallel up to a bound; one failure neither hides nor
-// blocks the others.
+// run can move it meanwhile, into each mirror repository: the first tag by
+// imagetools create, which carries the blobs, the others by writing the
+// same manifest bytes; then read every tag back. Every mirror is tried, in
+// parallel up to a bound; one failure neither hides nor blocks the others.
 
 const PHASE = 'Mirrors'
 
@@ -38,6 +38,8 @@ export interface Inspected {
   platforms: string[]
   // Each platform's own manifest digest, for the summary.
   children: Record<string, string>
+  // The exact bytes read, which later writes repeat.
+  bytes?: Buffer
 }
 
 export interface CopyPlan {
@@ -55,6 +57,8 @@ export interface CopyPlan {
   warnOnly: boolean
   // Pass --prefer-index=false, so a single-platform manifest stays one.
   keepManifest: boolean
+  // The source's manifest bytes, when they were read already.
+  bytes?: Buffer
 }
 
 const withBuilder = (builder: string): string[] =>
@@ -89,8 +93,9 @@ export const inspectArgs = (builder: string, ref: string): string[] => [
 // The raw manifest: its digest is the sha256 of exactly these bytes; an
 // index lists its platforms, and attestation entries (unknown/unknown) are
 // not platforms.
-export function parseInspect(stdout: string): Inspected {
-  const manifest = JSON.parse(stdout) as {
+export function parseInspect(raw: string | Buffer): Inspected {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw
+  const manifest = JSON.parse(bytes.toString('utf8')) as {
     mediaType?: string
     manifests?: {
       digest?: string
@@ -109,10 +114,11 @@ export function parseInspect(stdout: string): Inspected {
       ? 'application/vnd.oci.image.index.v1+json'
       : 'application/vnd.oci.image.manifest.v1+json')
   return {
-    digest: `sha256:${createHash('sha256').update(stdout, 'utf8').digest('hex')}`,
+    digest: sha256(bytes),
     mediaType,
     platforms: entries.map(([platform]) => platform),
-    children: Object.fromEntries(entries)
+    children: Object.fromEntries(entries),
+    bytes
   }
 }
 
@@ -190,10 +196,19 @@ const sleep = (seconds: number): Promise<void> =>
 
 // --- Reading back ----------------------------------------------------------
 
+// Reads go to the registry directly when it answers plainly (one request
+// instead of a buildx process each); buildx answers the rest.
+const registry = new RegistryClient()
+
 async function read(
   builder: string,
   ref: string
 ): Promise<{found?: Inspected; cause?: Cause; reason?: string}> {
+  const direct = await registry.read(ref)
+  if (direct && 'manifest' in direct) {
+    return {found: parseInspect(direct.manifest.bytes)}
+  }
+  if (direct) return {cause: 'missing', reason: `${ref}: not found`}
   const command: Command = {
     phase: PHASE,
     args: inspectArgs(builder, ref),
@@ -297,24 +312,41 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
 
   // buildx pushes the tags of one create in parallel, each with its own
   // blob uploads: six tags sent the blobs six times (bench/mirrors.mjs). So
-  // the first tag carries the blobs from the source, and the other tags are
-  // written from the mirror's own copy, by digest: manifests only. When a
-  // tag there already holds the digest, its blobs are there already too.
-  const local = `${mirror}@${plan.digest}`
+  // the first tag carries the blobs from the source, and the other tags get
+  // the same manifest bytes written straight to the registry, all at once:
+  // one request each instead of a create that pushes every child manifest
+  // again. Whatever the registry does not take that way, imagetools create
+  // copies from the mirror's own copy, by digest. When a tag there already
+  // holds the digest, its blobs are there already too.
   const present = current.some(read => read.found?.digest === plan.digest)
-  const steps: [string[], string][] = present
-    ? [[stale, local]]
-    : [
-        [stale.slice(0, 1), plan.source],
-        ...(stale.length > 1
-          ? [[stale.slice(1), local] as [string[], string]]
-          : [])
-      ]
-  for (const [tags, source] of steps) {
-    const outcome = await copyStep(mirror, tags, source, plan, brandNew)
+  const rest = present ? stale : stale.slice(1)
+  if (!present) {
+    const outcome = await copyStep(
+      mirror,
+      stale.slice(0, 1),
+      plan.source,
+      plan,
+      brandNew
+    )
     attempts += outcome.attempts
     retries += outcome.attempts - 1
     if (outcome.reason) return result('failed', outcome.reason)
+  }
+  if (rest.length > 0) {
+    const left = await writeTags(mirror, rest, plan)
+    if (left.length < rest.length) attempts += 1
+    if (left.length > 0) {
+      const outcome = await copyStep(
+        mirror,
+        left,
+        `${mirror}@${plan.digest}`,
+        plan,
+        false
+      )
+      attempts += outcome.attempts
+      retries += outcome.attempts - 1
+      if (outcome.reason) return result('failed', outcome.reason)
+    }
   }
 
   // Every tag is read back, all at once: each read is a round trip.
@@ -323,6 +355,42 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
   if (problem) return result('failed', problem)
   core.info(`Verified ${refs.join(', ')} at ${plan.digest}`)
   return result('done')
+}
+
+// The manifest written to every tag after the first: the bytes read from
+// the source, or else the mirror's own copy. Returns the tags not written.
+async function writeTags(
+  mirror: string,
+  tags: string[],
+  plan: CopyPlan
+): Promise<string[]> {
+  let manifest: Manifest | undefined
+  if (plan.bytes && sha256(plan.bytes) === plan.digest) {
+    manifest = {
+      bytes: plan.bytes,
+      digest: plan.digest,
+      mediaType: plan.mediaType
+    }
+  } else {
+    const read = await registry.read(`${mirror}@${plan.digest}`)
+    if (read && 'manifest' in read) manifest = read.manifest
+  }
+  if (!manifest) return tags
+  const written = await Promise.all(
+    tags.map(tag => registry.write(`${mirror}:${tag}`, manifest))
+  )
+  const left = tags.filter((_, i) => !written[i])
+  const done = tags.filter((_, i) => written[i])
+  if (done.length > 0) {
+    core.info(`${mirror}: wrote ${plan.digest} to ${done.join(', ')}`)
+  }
+  if (left.length > 0) {
+    core.info(
+      `${mirror}: the registry did not take a direct write to ` +
+        `${left.join(', ')}; imagetools create copies them`
+    )
+  }
+  return left
 }
 
 // One imagetools create, tried again for transient failures only.
@@ -417,6 +485,7 @@ export interface Published {
   mediaType: string
   platforms: string[]
   children?: Record<string, string>
+  bytes?: Buffer // the manifest as the registry holds it
 }
 
 const INDEX_TYPES = [
@@ -460,7 +529,8 @@ export async function checkPushed(
     ...built,
     mediaType: found.mediaType,
     platforms,
-    children: found.children
+    children: found.children,
+    bytes: found.bytes
   }
 }
 
@@ -476,7 +546,8 @@ export async function readSource(inputs: Inputs): Promise<Published> {
     metadata: {},
     mediaType: found.mediaType,
     platforms: found.platforms,
-    children: found.children
+    children: found.children,
+    bytes: found.bytes
   }
 }
 

@@ -76,6 +76,35 @@ export async function manifest(
   }
 }
 
+// The attestation manifests an index lists (platform unknown/unknown),
+// each with the media type of its config and whether it names a subject:
+// the legacy form has an image config and no subject; the OCI artifact
+// form has application/vnd.oci.empty.v1+json and a subject.
+export async function attestationsOf(
+  registry: string,
+  repository: string,
+  reference: string,
+  auth?: Auth
+): Promise<{config: string; subject: boolean; artifactType?: string}[]> {
+  const index = await manifest(registry, repository, reference, auth)
+  const entries = (index.body.manifests ?? []) as {
+    digest: string
+    platform?: {os?: string}
+  }[]
+  const found = []
+  for (const entry of entries.filter(e => e.platform?.os === 'unknown')) {
+    const {body} = await manifest(registry, repository, entry.digest, auth)
+    found.push({
+      config: (body.config as {mediaType: string}).mediaType,
+      subject: body.subject !== undefined,
+      ...(typeof body.artifactType === 'string'
+        ? {artifactType: body.artifactType}
+        : {})
+    })
+  }
+  return found
+}
+
 export async function tagList(
   registry: string,
   repository: string,
@@ -146,6 +175,10 @@ export function requestsFor(
 // How the action copies into a mirror: the first create carries the blobs
 // from the source, any other writes the remaining tags from the mirror's
 // own copy (manifests only). Returns the tags written, in order.
+// The blobs cross once: one create from the source writes the first tag;
+// the other tags get the manifest written directly (the log says which)
+// or, where the registry refused that, a second create from the mirror's
+// own copy. Returns the tags written, in that order.
 export function expectCopiedOnce(
   run: Run,
   mirror: string,
@@ -162,12 +195,20 @@ export function expectCopiedOnce(
       i === 0 ? source : `${mirror}@${digest}`
     )
   })
-  return creates.flatMap(create =>
+  const tagged = (create: string[]): string[] =>
     create
       .filter((_, i) => create[i - 1] === '--tag')
       .map(ref => ref.slice(mirror.length + 1))
-  )
+  const direct = [
+    ...run.stdout.matchAll(
+      new RegExp(`^${escape(mirror)}: wrote ${digest} to (.*)$`, 'gm')
+    )
+  ].flatMap(match => match[1].split(', '))
+  return [...tagged(creates[0]), ...direct, ...creates.slice(1).flatMap(tagged)]
 }
+
+const escape = (text: string): string =>
+  text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 export function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return []

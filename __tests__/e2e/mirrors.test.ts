@@ -1,6 +1,7 @@
 import {join} from 'node:path'
 import {startFaultProxy, type FaultProxy} from './fault-proxy.mjs'
 import {
+  attestationsOf,
   FIXTURES,
   REG,
   USERS,
@@ -148,6 +149,19 @@ describe('mirrors behind faults', () => {
       }
     )
     expect(run.status).not.toBe(0)
+    // The legacy attestation form was asked for, and is what landed: one
+    // attestation manifest per platform (two), an image config, no subject.
+    expect(commandsOf(run, 'buildx', 'build')[0].join(' ')).toContain(
+      '--output type=registry,oci-artifact=false'
+    )
+    const attestations = await attestationsOf(REG.hub, repo, 'v1', USERS.hub)
+    expect(attestations).toHaveLength(2)
+    for (const attestation of attestations) {
+      expect(attestation).toEqual({
+        config: 'application/vnd.oci.image.config.v1+json',
+        subject: false
+      })
+    }
     const [m1, m2] = results(run)
     expect(m1).toMatchObject({status: 'done', digest: run.outputs.digest})
     // A first write to a new repository gets one more attempt after a 400

@@ -104,6 +104,43 @@ describe('command lines', () => {
     })
   })
 
+  it.each([
+    [{provenance: 'mode=max'}, '--output type=registry,oci-artifact=false'],
+    [{sbom: 'true'}, '--output type=registry,oci-artifact=false'],
+    [
+      {provenance: 'mode=min', pushByDigest: true, image: 'ossrs/srs'},
+      '--output type=image,name=ossrs/srs,push-by-digest=true,' +
+        'name-canonical=true,push=true,oci-artifact=false'
+    ],
+    [
+      {pushByDigest: true, image: 'ossrs/srs'},
+      '--output type=image,name=ossrs/srs,push-by-digest=true,' +
+        'name-canonical=true,push=true --metadata-file'
+    ]
+  ])(
+    'asks for the legacy attestation form when attestations are on: %j',
+    (changed, expected) => {
+      const args = buildArgs({...inputs, ...changed}, 'b1', 'm')
+      expect(args.join(' ')).toContain(expected)
+      expect(args).not.toContain('--push')
+    }
+  )
+
+  it('pushes without exporter options when attestations are off', () => {
+    const args = buildArgs(inputs, 'b1', 'm')
+    expect(args).toContain('--push')
+    expect(args.join(' ')).not.toContain('oci-artifact')
+  })
+
+  it('keeps the option out when nothing is pushed', () => {
+    const args = buildArgs(
+      {...inputs, push: false, provenance: 'mode=max'},
+      'b1',
+      'm'
+    )
+    expect(args.join(' ')).not.toContain('--output')
+  })
+
   it('builds without pushing or loading when push is false', () => {
     const args = buildArgs({...inputs, push: false, network: 'host'}, 'b1', 'm')
     expect(args).not.toContain('--push')
@@ -258,8 +295,11 @@ describe('results read from machine output', () => {
       digest,
       mediaType: 'application/vnd.oci.image.index.v1+json',
       platforms: ['linux/amd64', 'linux/arm64'],
-      children: {'linux/amd64': 'sha256:a1', 'linux/arm64': 'sha256:a2'}
+      children: {'linux/amd64': 'sha256:a1', 'linux/arm64': 'sha256:a2'},
+      bytes: Buffer.from(stdout)
     })
+    // Bytes read straight from a registry give the same answer.
+    expect(parseInspect(Buffer.from(stdout))).toEqual(parseInspect(stdout))
   })
 })
 
