@@ -31850,8 +31850,10 @@ module.exports = {
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4981);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2462);
+/* harmony import */ var _emulators_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3455);
+/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4981);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2462);
+
 
 
 
@@ -31865,6 +31867,12 @@ function builderName(runId = process.env.GITHUB_RUN_ID) {
 }
 function createArgs(inputs, name) {
     const args = ['buildx', 'create', '--name', name, '--driver', inputs.driver];
+    // With nodes, the first node is pinned to the platforms no node declares:
+    // buildx otherwise sends a platform to the first node that can run it,
+    // emulated or not (seen with two BuildKit daemons on one host).
+    const own = inputs.nodes.length > 0 ? (0,_emulators_js__WEBPACK_IMPORTED_MODULE_2__/* .localPlatforms */ .gN)(inputs) : [];
+    if (own.length > 0)
+        args.push('--platform', own.join(','));
     for (const opt of inputs.driverOpts)
         args.push('--driver-opt', opt);
     if (inputs.buildkitdConfig) {
@@ -31896,7 +31904,7 @@ const removeArgs = (name) => ['buildx', 'rm', name];
 async function prepareBuilder(inputs) {
     if (inputs.builder) {
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Using the existing builder ${inputs.builder}`);
-        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: bootArgs(inputs.builder), echo: true });
+        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: bootArgs(inputs.builder), echo: true });
         return inputs.builder;
     }
     if (inputs.driver === 'docker') {
@@ -31904,30 +31912,276 @@ async function prepareBuilder(inputs) {
         // current Docker context.
         const name = process.env.DOCKER_CONTEXT || 'default';
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Using the Docker engine's own builder (${name})`);
-        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), echo: true });
+        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), echo: true });
         return name;
     }
     const name = builderName();
-    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: createArgs(inputs, name), echo: true });
-    _state_js__WEBPACK_IMPORTED_MODULE_3__/* .record */ .g1({ builder: name });
+    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: createArgs(inputs, name), echo: true });
+    _state_js__WEBPACK_IMPORTED_MODULE_4__/* .record */ .g1({ builder: name });
     for (const [index, node] of inputs.nodes.entries()) {
-        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({
+        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({
             phase: PHASE,
             args: appendArgs(name, node, index),
             subject: node.endpoint,
             echo: true
         });
     }
-    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), subject: name, echo: true });
+    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), subject: name, echo: true });
     return name;
 }
 async function removeBuilder(name) {
-    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .eF)({
+    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({
         phase: 'Cleanup',
         args: removeArgs(name),
         subject: name,
         echo: true
     });
+}
+
+
+/***/ }),
+
+/***/ 3455:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   BU: () => (/* binding */ ensureEmulators),
+/* harmony export */   gN: () => (/* binding */ localPlatforms),
+/* harmony export */   gc: () => (/* binding */ emulatedPlatforms),
+/* harmony export */   sY: () => (/* binding */ checkBuilderPlatforms),
+/* harmony export */   vd: () => (/* binding */ installArgs),
+/* harmony export */   zN: () => (/* binding */ isRegistered)
+/* harmony export */ });
+/* unused harmony exports binfmtDir, parseInstallerStatus, unmet, inspectBuilderArgs, builderPlatforms */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4981);
+/* harmony import */ var _platforms_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2180);
+
+
+
+
+
+// Emulators: every requested platform the runner cannot execute natively
+// needs a QEMU handler in the kernel's binfmt_misc table before the build.
+// The installer's word is not enough (tonistiigi/binfmt exits 0 even when a
+// handler failed to register), so its JSON status and the kernel's own
+// entries are both read back, and a platform that still cannot run stops
+// the release here, by name, instead of as an "exec format error" deep in
+// the build log.
+const PHASE = 'Emulators';
+// Tests point this at a directory of their own so they never change the
+// machine's real handlers.
+const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
+function emulatedPlatforms(platforms, native = (0,_platforms_js__WEBPACK_IMPORTED_MODULE_4__/* .nativePlatforms */ .y$)()) {
+    return platforms
+        .filter(platform => !native.includes(platform))
+        .map(platform => ({ platform, ...(0,_platforms_js__WEBPACK_IMPORTED_MODULE_4__/* .emulatorFor */ .jt)(platform) }));
+}
+function isRegistered(handler, dir = binfmtDir()) {
+    const entry = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(dir, handler);
+    if (!(0,node_fs__WEBPACK_IMPORTED_MODULE_1__.existsSync)(entry))
+        return false;
+    return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
+}
+function installArgs(image, names) {
+    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
+}
+function parseInstallerStatus(stdout) {
+    const from = stdout.indexOf('{');
+    const to = stdout.lastIndexOf('}');
+    if (from < 0 || to < from)
+        return null;
+    let parsed;
+    try {
+        parsed = JSON.parse(stdout.slice(from, to + 1));
+    }
+    catch {
+        return null;
+    }
+    if (typeof parsed !== 'object' || parsed === null)
+        return null;
+    const fields = parsed;
+    const list = (value) => value === null || value === undefined
+        ? []
+        : Array.isArray(value) && value.every(v => typeof v === 'string')
+            ? value
+            : undefined;
+    const supported = list(fields.supported);
+    const emulators = list(fields.emulators);
+    if (!supported || !emulators || !('supported' in fields))
+        return null;
+    return { supported: supported.map(normalise), emulators };
+}
+const normalise = (platform) => {
+    try {
+        return (0,_platforms_js__WEBPACK_IMPORTED_MODULE_4__/* .formatPlatform */ .Bq)((0,_platforms_js__WEBPACK_IMPORTED_MODULE_4__/* .parsePlatform */ .FL)(platform));
+    }
+    catch {
+        return platform;
+    }
+};
+// For each need still unmet, why: the kernel has no enabled entry, or the
+// installer says it has no such emulator or cannot run the platform.
+function unmet(needs, status, registered) {
+    return needs
+        .map(need => {
+        const why = [];
+        const kernel = registered(need.handler);
+        if (!kernel)
+            why.push(`no ${need.handler} in ${binfmtDir()}`);
+        if (status && !status.emulators.includes(need.handler)) {
+            why.push(`the installer lists no ${need.handler} emulator`);
+        }
+        if (status && !status.supported.includes(need.platform)) {
+            why.push(`the installer does not list ${need.platform} as supported`);
+        }
+        return { need, kernel, why };
+    })
+        .filter(entry => entry.why.length > 0);
+}
+// Platforms that appended nodes (nodes) build natively need no emulator
+// here: buildx sends each platform to the node declared for it.
+function localPlatforms(inputs) {
+    return inputs.platforms.filter(platform => !inputs.nodes.some(node => node.platforms.includes(platform)));
+}
+async function ensureEmulators(inputs) {
+    if (inputs.driver === 'remote') {
+        // Every node of a remote builder is a BuildKit elsewhere (appended
+        // nodes take the builder's driver): this runner's binfmt_misc plays no
+        // part, so nothing is installed here.
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq('driver: remote builds on its own nodes; the platforms its BuildKit ' +
+            'reports are checked before the build');
+        return [];
+    }
+    const needs = emulatedPlatforms(localPlatforms(inputs));
+    if (needs.length === 0) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq('Every platform runs natively; installing nothing');
+        return [];
+    }
+    if (inputs.qemu === 'false') {
+        const missing = needs.filter(n => !isRegistered(n.handler));
+        if (missing.length > 0) {
+            throw new _exec_js__WEBPACK_IMPORTED_MODULE_3__/* .PhaseError */ .wo(PHASE, `qemu: false, but ${missingList(missing)} cannot run on this runner ` +
+                'without emulation. Emulation is missing and the action was told ' +
+                'not to install it: set qemu: auto, install the handlers in an ' +
+                'earlier step, or drop the platform.', missing.map(n => n.platform).join(', '));
+        }
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq('qemu: false; every handler needed is already registered');
+        return [];
+    }
+    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
+    for (const need of needs.filter(n => !missing.includes(n))) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`${need.platform}: ${need.handler} is already registered`);
+    }
+    if (missing.length === 0)
+        return [];
+    const names = [...new Set(missing.map(n => n.installName))];
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
+    const installed = await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .attempt */ .CD)({
+        phase: PHASE,
+        args: installArgs(inputs.qemuImage, names),
+        echo: true
+    });
+    if (installed.exitCode !== 0) {
+        const still = missing.filter(n => !isRegistered(n.handler));
+        if (still.length > 0) {
+            throw new _exec_js__WEBPACK_IMPORTED_MODULE_3__/* .PhaseError */ .wo(PHASE, `emulation is missing and cannot be installed: ${missingList(still)}` +
+                `; installing it with ${inputs.qemuImage} failed ` +
+                `(docker run exited with ${installed.exitCode}` +
+                `${lastLine(installed.stderr)}). ` +
+                'A build for this platform would fail with "exec format error". ' +
+                'Check that the runner can run privileged containers and pull ' +
+                'qemu-image, or install the handlers in an earlier step.', still.map(n => n.platform).join(', '));
+        }
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.qemuImage} exited with ${installed.exitCode}, but every ` +
+            'handler needed is registered now; going on');
+    }
+    const status = parseInstallerStatus(installed.stdout);
+    if (installed.exitCode === 0 && !status) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.qemuImage} printed no status JSON; relying on ${binfmtDir()} alone`);
+    }
+    else if (status) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Installer status: supported ${status.supported.join(', ') || 'none'}; ` +
+            `emulators ${status.emulators.join(', ') || 'none'}`);
+    }
+    const problems = unmet(needs, status, handler => isRegistered(handler));
+    if (problems.length > 0) {
+        const list = problems
+            .map(({ need, why }) => `${need.platform} (${why.join('; ')})`)
+            .join(', ');
+        const what = problems.some(p => !p.kernel)
+            ? 'no emulator is registered for'
+            : 'no working emulator for';
+        // The platforms are in the message itself, so no subject.
+        throw new _exec_js__WEBPACK_IMPORTED_MODULE_3__/* .PhaseError */ .wo(PHASE, `${what} ${list} after running ${inputs.qemuImage}. The installer ` +
+            'exits 0 even when a handler fails to register; a build would fail ' +
+            'later with "exec format error". Try another qemu-image, or install ' +
+            'the handlers in an earlier step.');
+    }
+    for (const need of missing) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`${need.platform}: ${need.handler} registered and supported`);
+    }
+    return missing.map(n => n.platform);
+}
+function missingList(needs) {
+    return needs
+        .map(n => `${n.platform} needs the ${n.handler} handler (not in ${binfmtDir()})`)
+        .join(', ');
+}
+function lastLine(text) {
+    const lines = text
+        .trim()
+        .split('\n')
+        .filter(line => line && !line.startsWith('WARNING:'));
+    return lines.length > 0 ? `: ${lines[lines.length - 1]}` : '';
+}
+// --- Builders that are not on this runner ----------------------------------
+const inspectBuilderArgs = (builder) => [
+    'buildx',
+    'inspect',
+    '--builder',
+    builder
+];
+// `docker buildx inspect` prints one "Platforms:" line per node; a `*`
+// marks platforms set by hand. The union of every node's list.
+function builderPlatforms(inspect) {
+    const platforms = new Set();
+    for (const line of inspect.split('\n')) {
+        const match = /^\s*Platforms:\s*(.*)$/.exec(line);
+        if (!match)
+            continue;
+        for (const entry of match[1].split(',')) {
+            const name = entry.trim().replace(/\*$/, '');
+            if (name)
+                platforms.add(normalise(name));
+        }
+    }
+    return [...platforms];
+}
+// A remote builder runs on its own nodes: what matters is what its BuildKit
+// says it can build, not this runner's binfmt_misc.
+async function checkBuilderPlatforms(builder, platforms) {
+    const { stdout } = await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({
+        phase: PHASE,
+        args: inspectBuilderArgs(builder),
+        subject: builder
+    });
+    const offered = builderPlatforms(stdout);
+    if (offered.length === 0) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`builder ${builder} reported no platforms; cannot check ${platforms.join(', ')} before building`);
+        return;
+    }
+    const missing = platforms.filter(p => !offered.includes(p));
+    if (missing.length > 0) {
+        throw new _exec_js__WEBPACK_IMPORTED_MODULE_3__/* .PhaseError */ .wo(PHASE, `builder ${builder} cannot build ${missing.join(', ')}: its nodes ` +
+            `report ${offered.join(', ')}. Register QEMU (binfmt) on the BuildKit ` +
+            'host and restart it, or add a node of that architecture.', missing.join(', '));
+    }
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`builder ${builder} reports ${platforms.join(', ')}`);
 }
 
 
@@ -32103,7 +32357,7 @@ function start(command, onOutput, escalation = ESCALATION) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(537);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5286);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -32206,7 +32460,7 @@ async function login(credentials) {
 
 /***/ }),
 
-/***/ 537:
+/***/ 5286:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -35168,144 +35422,8 @@ function parseList(text, newlinesOnly = false) {
         .filter(Boolean);
 }
 
-;// CONCATENATED MODULE: ./src/platforms.ts
-// Platform strings, normalised the way containerd does, so that the
-// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
-// `linux/x86_64`) compare equal to what BuildKit writes into the index.
-const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
-// Architecture aliases to their canonical name and default variant.
-const ARCH_ALIASES = {
-    amd64: ['amd64'],
-    x86_64: ['amd64'],
-    'x86-64': ['amd64'],
-    arm64: ['arm64'],
-    aarch64: ['arm64'],
-    arm: ['arm', 'v7'],
-    armhf: ['arm', 'v7'],
-    armel: ['arm', 'v6'],
-    '386': ['386'],
-    i386: ['386'],
-    i686: ['386'],
-    ppc64le: ['ppc64le'],
-    s390x: ['s390x'],
-    riscv64: ['riscv64'],
-    mips64le: ['mips64le'],
-    mips64: ['mips64'],
-    loong64: ['loong64']
-};
-// Variants each architecture accepts; the first entry is the one containerd
-// drops because it is the architecture's baseline.
-const VARIANTS = {
-    amd64: ['v1', 'v2', 'v3', 'v4'],
-    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
-    arm: ['', 'v5', 'v6', 'v7', 'v8']
-};
-// Common typos with the platform the user most likely meant.
-const SUGGESTIONS = {
-    'amd64/v8': 'linux/arm64',
-    armv7: 'linux/arm/v7',
-    armv7l: 'linux/arm/v7',
-    armv6: 'linux/arm/v6',
-    armv8: 'linux/arm64',
-    arm64v8: 'linux/arm64',
-    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
-};
-class PlatformError extends Error {
-}
-function parsePlatform(text) {
-    const parts = text.trim().toLowerCase().split('/');
-    const [os, arch, variant] = parts;
-    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
-    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
-    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
-        throw new PlatformError(`expected os/arch[/variant]${hint}`);
-    }
-    if (!OSES.includes(os)) {
-        const near = OSES.find(known => distance(known, os) <= 2);
-        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
-        throw new PlatformError(`unknown os "${os}"${guess}`);
-    }
-    const alias = ARCH_ALIASES[arch];
-    if (!alias) {
-        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
-    }
-    const [canonical, defaultVariant] = alias;
-    const known = VARIANTS[canonical] ?? [];
-    if (variant !== undefined && !known.includes(variant)) {
-        const accepted = known.filter(Boolean).join(', ') || 'none';
-        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
-    }
-    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
-}
-function normalise(platform) {
-    const { os, arch } = platform;
-    let variant = platform.variant;
-    if (arch === 'arm64' && variant === 'v8')
-        variant = undefined;
-    if (arch === 'amd64' && variant === 'v1')
-        variant = undefined;
-    if (arch === 'arm' && !variant)
-        variant = 'v7';
-    return variant ? { os, arch, variant } : { os, arch };
-}
-function formatPlatform(platform) {
-    const { os, arch, variant } = platform;
-    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
-}
-// An index entry's platform, as BuildKit writes it, in canonical form.
-function fromDescriptor(platform) {
-    const os = platform.os ?? 'unknown';
-    const arch = platform.architecture ?? 'unknown';
-    if (os === 'unknown' || arch === 'unknown')
-        return `${os}/${arch}`;
-    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
-}
-// The platforms this machine runs without emulation.
-function nativePlatforms(hostArch = process.arch) {
-    switch (hostArch) {
-        case 'x64':
-            return ['linux/amd64', 'linux/386'];
-        case 'arm64':
-            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
-        case 'arm':
-            return ['linux/arm/v7', 'linux/arm/v6'];
-        default:
-            return [`linux/${hostArch}`];
-    }
-}
-// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
-// and the architecture name the binfmt installer image takes.
-const EMULATORS = {
-    amd64: ['qemu-x86_64', 'amd64'],
-    arm64: ['qemu-aarch64', 'arm64'],
-    arm: ['qemu-arm', 'arm'],
-    '386': ['qemu-i386', '386'],
-    ppc64le: ['qemu-ppc64le', 'ppc64le'],
-    s390x: ['qemu-s390x', 's390x'],
-    riscv64: ['qemu-riscv64', 'riscv64'],
-    mips64le: ['qemu-mips64el', 'mips64le'],
-    mips64: ['qemu-mips64', 'mips64'],
-    loong64: ['qemu-loongarch64', 'loong64']
-};
-function emulatorFor(platform) {
-    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
-    return { handler, installName };
-}
-function distance(a, b) {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-        let previous = row[0];
-        row[0] = i;
-        for (let j = 1; j <= b.length; j++) {
-            const current = row[j];
-            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
-            previous = current;
-        }
-    }
-    return row[b.length];
-}
-
+// EXTERNAL MODULE: ./src/platforms.ts
+var src_platforms = __nccwpck_require__(2180);
 ;// CONCATENATED MODULE: ./src/reference.ts
 // Image references after the distribution project's grammar
 // (github.com/distribution/reference, regexp.go), kept to what the action
@@ -35877,7 +35995,7 @@ function getInputs(env = process.env) {
     let debugPlatform = '';
     if (read('debug-platform')) {
         try {
-            debugPlatform = formatPlatform(parsePlatform(read('debug-platform')));
+            debugPlatform = (0,src_platforms/* formatPlatform */.Bq)((0,src_platforms/* parsePlatform */.FL)(read('debug-platform')));
             if (platforms.length > 0 && !platforms.includes(debugPlatform)) {
                 problems.add('debug-platform', read('debug-platform'), `is not one of platforms (${platforms.join(', ')})`);
             }
@@ -36045,7 +36163,7 @@ function platformList(text, problems) {
     const spellings = new Map();
     for (const entry of parseList(text)) {
         try {
-            const canonical = formatPlatform(parsePlatform(entry));
+            const canonical = (0,src_platforms/* formatPlatform */.Bq)((0,src_platforms/* parsePlatform */.FL)(entry));
             if (!canonical.startsWith('linux/')) {
                 problems.add('platforms', entry, 'is not a Linux platform; this action builds and emulates Linux images only');
                 continue;
@@ -36091,7 +36209,7 @@ function digestList(text, problems) {
         const digest = line.slice(at + 1).trim();
         let platform;
         try {
-            platform = formatPlatform(parsePlatform(line.slice(0, at)));
+            platform = (0,src_platforms/* formatPlatform */.Bq)((0,src_platforms/* parsePlatform */.FL)(line.slice(0, at)));
         }
         catch (error) {
             problems.add('digests', line, `(${where}) has no valid platform: ${message(error)}`);
@@ -36206,7 +36324,7 @@ function nodeList(text, problems) {
         const platforms = [];
         for (const entry of list('platforms')) {
             try {
-                platforms.push(formatPlatform(parsePlatform(entry)));
+                platforms.push((0,src_platforms/* formatPlatform */.Bq)((0,src_platforms/* parsePlatform */.FL)(entry)));
             }
             catch (error) {
                 problems.list.push(`${where}: platforms: ${JSON.stringify(entry)} is not a platform: ${message(error)}`);
@@ -36808,230 +36926,8 @@ function buildx_message(error) {
         : describe(error);
 }
 
-;// CONCATENATED MODULE: ./src/emulators.ts
-
-
-
-
-
-// Emulators: every requested platform the runner cannot execute natively
-// needs a QEMU handler in the kernel's binfmt_misc table before the build.
-// The installer's word is not enough (tonistiigi/binfmt exits 0 even when a
-// handler failed to register), so its JSON status and the kernel's own
-// entries are both read back, and a platform that still cannot run stops
-// the release here, by name, instead of as an "exec format error" deep in
-// the build log.
-const emulators_PHASE = 'Emulators';
-// Tests point this at a directory of their own so they never change the
-// machine's real handlers.
-const binfmtDir = () => process.env.MULTIARCH_BINFMT_DIR || '/proc/sys/fs/binfmt_misc';
-function emulatedPlatforms(platforms, native = nativePlatforms()) {
-    return platforms
-        .filter(platform => !native.includes(platform))
-        .map(platform => ({ platform, ...emulatorFor(platform) }));
-}
-function isRegistered(handler, dir = binfmtDir()) {
-    const entry = (0,external_node_path_.join)(dir, handler);
-    if (!(0,external_node_fs_.existsSync)(entry))
-        return false;
-    return (0,external_node_fs_.readFileSync)(entry, 'utf8').split('\n')[0].trim() === 'enabled';
-}
-function installArgs(image, names) {
-    return ['run', '--rm', '--privileged', image, '--install', names.join(',')];
-}
-function parseInstallerStatus(stdout) {
-    const from = stdout.indexOf('{');
-    const to = stdout.lastIndexOf('}');
-    if (from < 0 || to < from)
-        return null;
-    let parsed;
-    try {
-        parsed = JSON.parse(stdout.slice(from, to + 1));
-    }
-    catch {
-        return null;
-    }
-    if (typeof parsed !== 'object' || parsed === null)
-        return null;
-    const fields = parsed;
-    const list = (value) => value === null || value === undefined
-        ? []
-        : Array.isArray(value) && value.every(v => typeof v === 'string')
-            ? value
-            : undefined;
-    const supported = list(fields.supported);
-    const emulators = list(fields.emulators);
-    if (!supported || !emulators || !('supported' in fields))
-        return null;
-    return { supported: supported.map(emulators_normalise), emulators };
-}
-const emulators_normalise = (platform) => {
-    try {
-        return formatPlatform(parsePlatform(platform));
-    }
-    catch {
-        return platform;
-    }
-};
-// For each need still unmet, why: the kernel has no enabled entry, or the
-// installer says it has no such emulator or cannot run the platform.
-function unmet(needs, status, registered) {
-    return needs
-        .map(need => {
-        const why = [];
-        const kernel = registered(need.handler);
-        if (!kernel)
-            why.push(`no ${need.handler} in ${binfmtDir()}`);
-        if (status && !status.emulators.includes(need.handler)) {
-            why.push(`the installer lists no ${need.handler} emulator`);
-        }
-        if (status && !status.supported.includes(need.platform)) {
-            why.push(`the installer does not list ${need.platform} as supported`);
-        }
-        return { need, kernel, why };
-    })
-        .filter(entry => entry.why.length > 0);
-}
-// Platforms that appended nodes (nodes) build natively need no emulator
-// here: buildx sends each platform to the node declared for it.
-function localPlatforms(inputs) {
-    return inputs.platforms.filter(platform => !inputs.nodes.some(node => node.platforms.includes(platform)));
-}
-async function ensureEmulators(inputs) {
-    if (inputs.driver === 'remote') {
-        // TODO(#7): a remote builder with a local node appended would need the
-        // local checks for that node.
-        lib_core/* info */.pq('driver: remote builds on its own nodes; the platforms its BuildKit ' +
-            'reports are checked before the build');
-        return [];
-    }
-    const needs = emulatedPlatforms(localPlatforms(inputs));
-    if (needs.length === 0) {
-        lib_core/* info */.pq('Every platform runs natively; installing nothing');
-        return [];
-    }
-    if (inputs.qemu === 'false') {
-        const missing = needs.filter(n => !isRegistered(n.handler));
-        if (missing.length > 0) {
-            throw new src_exec/* PhaseError */.wo(emulators_PHASE, `qemu: false, but ${missingList(missing)} cannot run on this runner ` +
-                'without emulation. Emulation is missing and the action was told ' +
-                'not to install it: set qemu: auto, install the handlers in an ' +
-                'earlier step, or drop the platform.', missing.map(n => n.platform).join(', '));
-        }
-        lib_core/* info */.pq('qemu: false; every handler needed is already registered');
-        return [];
-    }
-    const missing = inputs.qemu === 'true' ? needs : needs.filter(n => !isRegistered(n.handler));
-    for (const need of needs.filter(n => !missing.includes(n))) {
-        lib_core/* info */.pq(`${need.platform}: ${need.handler} is already registered`);
-    }
-    if (missing.length === 0)
-        return [];
-    const names = [...new Set(missing.map(n => n.installName))];
-    lib_core/* info */.pq(`Installing ${names.join(', ')} with ${inputs.qemuImage}`);
-    const installed = await (0,src_exec/* attempt */.CD)({
-        phase: emulators_PHASE,
-        args: installArgs(inputs.qemuImage, names),
-        echo: true
-    });
-    if (installed.exitCode !== 0) {
-        const still = missing.filter(n => !isRegistered(n.handler));
-        if (still.length > 0) {
-            throw new src_exec/* PhaseError */.wo(emulators_PHASE, `emulation is missing and cannot be installed: ${missingList(still)}` +
-                `; installing it with ${inputs.qemuImage} failed ` +
-                `(docker run exited with ${installed.exitCode}` +
-                `${lastLine(installed.stderr)}). ` +
-                'A build for this platform would fail with "exec format error". ' +
-                'Check that the runner can run privileged containers and pull ' +
-                'qemu-image, or install the handlers in an earlier step.', still.map(n => n.platform).join(', '));
-        }
-        lib_core/* warning */.$e(`${inputs.qemuImage} exited with ${installed.exitCode}, but every ` +
-            'handler needed is registered now; going on');
-    }
-    const status = parseInstallerStatus(installed.stdout);
-    if (installed.exitCode === 0 && !status) {
-        lib_core/* warning */.$e(`${inputs.qemuImage} printed no status JSON; relying on ${binfmtDir()} alone`);
-    }
-    else if (status) {
-        lib_core/* info */.pq(`Installer status: supported ${status.supported.join(', ') || 'none'}; ` +
-            `emulators ${status.emulators.join(', ') || 'none'}`);
-    }
-    const problems = unmet(needs, status, handler => isRegistered(handler));
-    if (problems.length > 0) {
-        const list = problems
-            .map(({ need, why }) => `${need.platform} (${why.join('; ')})`)
-            .join(', ');
-        const what = problems.some(p => !p.kernel)
-            ? 'no emulator is registered for'
-            : 'no working emulator for';
-        // The platforms are in the message itself, so no subject.
-        throw new src_exec/* PhaseError */.wo(emulators_PHASE, `${what} ${list} after running ${inputs.qemuImage}. The installer ` +
-            'exits 0 even when a handler fails to register; a build would fail ' +
-            'later with "exec format error". Try another qemu-image, or install ' +
-            'the handlers in an earlier step.');
-    }
-    for (const need of missing) {
-        lib_core/* info */.pq(`${need.platform}: ${need.handler} registered and supported`);
-    }
-    return missing.map(n => n.platform);
-}
-function missingList(needs) {
-    return needs
-        .map(n => `${n.platform} needs the ${n.handler} handler (not in ${binfmtDir()})`)
-        .join(', ');
-}
-function lastLine(text) {
-    const lines = text
-        .trim()
-        .split('\n')
-        .filter(line => line && !line.startsWith('WARNING:'));
-    return lines.length > 0 ? `: ${lines[lines.length - 1]}` : '';
-}
-// --- Builders that are not on this runner ----------------------------------
-const inspectBuilderArgs = (builder) => [
-    'buildx',
-    'inspect',
-    '--builder',
-    builder
-];
-// `docker buildx inspect` prints one "Platforms:" line per node; a `*`
-// marks platforms set by hand. The union of every node's list.
-function builderPlatforms(inspect) {
-    const platforms = new Set();
-    for (const line of inspect.split('\n')) {
-        const match = /^\s*Platforms:\s*(.*)$/.exec(line);
-        if (!match)
-            continue;
-        for (const entry of match[1].split(',')) {
-            const name = entry.trim().replace(/\*$/, '');
-            if (name)
-                platforms.add(emulators_normalise(name));
-        }
-    }
-    return [...platforms];
-}
-// A remote builder runs on its own nodes: what matters is what its BuildKit
-// says it can build, not this runner's binfmt_misc.
-async function checkBuilderPlatforms(builder, platforms) {
-    const { stdout } = await (0,src_exec/* run */.eF)({
-        phase: emulators_PHASE,
-        args: inspectBuilderArgs(builder),
-        subject: builder
-    });
-    const offered = builderPlatforms(stdout);
-    if (offered.length === 0) {
-        lib_core/* warning */.$e(`builder ${builder} reported no platforms; cannot check ${platforms.join(', ')} before building`);
-        return;
-    }
-    const missing = platforms.filter(p => !offered.includes(p));
-    if (missing.length > 0) {
-        throw new src_exec/* PhaseError */.wo(emulators_PHASE, `builder ${builder} cannot build ${missing.join(', ')}: its nodes ` +
-            `report ${offered.join(', ')}. Register QEMU (binfmt) on the BuildKit ` +
-            'host and restart it, or add a node of that architecture.', missing.join(', '));
-    }
-    lib_core/* info */.pq(`builder ${builder} reports ${platforms.join(', ')}`);
-}
-
+// EXTERNAL MODULE: ./src/emulators.ts
+var emulators = __nccwpck_require__(3455);
 ;// CONCATENATED MODULE: ./src/progress.ts
 
 const LOG_LINES = 40;
@@ -37063,7 +36959,7 @@ function splitName(name) {
     let platform = '';
     if (words[0].includes('/') && !/^\d+\/\d+$/.test(words[0])) {
         try {
-            platform = formatPlatform(parsePlatform(words[0]));
+            platform = (0,src_platforms/* formatPlatform */.Bq)((0,src_platforms/* parsePlatform */.FL)(words[0]));
             words.shift();
         }
         catch {
@@ -37553,7 +37449,7 @@ function checkGuards(progress, guards, startedAt, now) {
 }
 async function build(inputs, builder, tempDir, escalation) {
     if (inputs.driver === 'remote') {
-        await checkBuilderPlatforms(builder, inputs.platforms);
+        await (0,emulators/* checkBuilderPlatforms */.sY)(builder, inputs.platforms);
     }
     if (inputs.annotations.length > 0 && !atLeast(buildxInUse(), '0.12.0')) {
         lib_core/* warning */.$e(`annotations: ignored, because buildx ${buildxInUse()} has no ` +
@@ -37670,7 +37566,7 @@ function stepLine(step, now) {
 function emulated(inputs, platform) {
     if (!platform || inputs.driver === 'remote')
         return false;
-    return emulatedPlatforms([platform]).length > 0;
+    return (0,emulators/* emulatedPlatforms */.gc)([platform]).length > 0;
 }
 function explain(failure, inputs, note = '') {
     const where = failure.platform || 'the build';
@@ -38061,7 +37957,7 @@ function parseInspect(raw) {
     const manifest = JSON.parse(bytes.toString('utf8'));
     const entries = (manifest.manifests ?? [])
         .map((entry) => [
-        fromDescriptor(entry.platform ?? {}),
+        (0,src_platforms/* fromDescriptor */.EJ)(entry.platform ?? {}),
         entry.digest ?? ''
     ])
         .filter(([platform]) => platform !== 'unknown/unknown');
@@ -38315,7 +38211,7 @@ async function copyStep(mirror, tags, source, plan, brandNew) {
             : 0);
         const why = firstWrite ? 'first write to a new repository' : cause;
         lib_core/* warning */.$e(`${mirror}: attempt ${attempts} failed (${why}: ` +
-            `${mirrors_lastLine((0,src_exec/* errorLines */.S6)(copied.stderr))}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
+            `${lastLine((0,src_exec/* errorLines */.S6)(copied.stderr))}); retrying in ${wait} s`, { title: `Mirror ${mirror}` });
         await sleep(wait);
     }
 }
@@ -38343,7 +38239,7 @@ function parseRetryAfter(value, now = Date.now()) {
         : (Date.parse(value) - now) / 1000;
     return Number.isFinite(seconds) ? Math.min(300, Math.max(0, seconds)) : 0;
 }
-function mirrors_lastLine(text) {
+function lastLine(text) {
     return text.trim().split('\n').pop() ?? '';
 }
 const INDEX_TYPES = [
@@ -38453,7 +38349,7 @@ function indexEntries(text) {
     const index = JSON.parse(text);
     return (index.manifests ?? [])
         .map(entry => ({
-        platform: fromDescriptor(entry.platform ?? {}),
+        platform: (0,src_platforms/* fromDescriptor */.EJ)(entry.platform ?? {}),
         digest: entry.digest ?? ''
     }))
         .filter(entry => entry.platform !== 'unknown/unknown');
@@ -38589,12 +38485,12 @@ function plan(inputs) {
     const copying = inputs.source !== '' || merging;
     let builder = '';
     if (!copying) {
-        const missing = emulatedPlatforms(localPlatforms(inputs)).filter(need => inputs.qemu === 'true' || !isRegistered(need.handler));
+        const missing = (0,emulators/* emulatedPlatforms */.gc)((0,emulators/* localPlatforms */.gN)(inputs)).filter(need => inputs.qemu === 'true' || !(0,emulators/* isRegistered */.zN)(need.handler));
         if (inputs.qemu !== 'false' &&
             inputs.driver !== 'remote' &&
             missing.length) {
             const names = [...new Set(missing.map(need => need.installName))];
-            docker(installArgs(inputs.qemuImage, names));
+            docker((0,emulators/* installArgs */.vd)(inputs.qemuImage, names));
         }
         builder = inputs.builder || (inputs.driver === 'docker' ? 'default' : '');
         if (!builder) {
@@ -38831,7 +38727,7 @@ async function main() {
         const merging = inputs.digests.length > 0;
         const copying = inputs.source !== '' || merging;
         if (!copying) {
-            await phase('Installing emulators', () => ensureEmulators(inputs));
+            await phase('Installing emulators', () => (0,emulators/* ensureEmulators */.BU)(inputs));
         }
         const builder = copying
             ? ''
@@ -38917,6 +38813,157 @@ function workDir() {
     const dir = (0,external_node_fs_.mkdtempSync)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'multiarch-'));
     state/* record */.g1({ tempDir: dir });
     return dir;
+}
+
+
+/***/ }),
+
+/***/ 2180:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Bq: () => (/* binding */ formatPlatform),
+/* harmony export */   EJ: () => (/* binding */ fromDescriptor),
+/* harmony export */   FL: () => (/* binding */ parsePlatform),
+/* harmony export */   jt: () => (/* binding */ emulatorFor),
+/* harmony export */   y$: () => (/* binding */ nativePlatforms)
+/* harmony export */ });
+/* unused harmony export PlatformError */
+// Platform strings, normalised the way containerd does, so that the
+// spellings users copy from docs (`linux/arm64/v8`, `linux/aarch64`,
+// `linux/x86_64`) compare equal to what BuildKit writes into the index.
+const OSES = ['linux', 'windows', 'freebsd', 'darwin'];
+// Architecture aliases to their canonical name and default variant.
+const ARCH_ALIASES = {
+    amd64: ['amd64'],
+    x86_64: ['amd64'],
+    'x86-64': ['amd64'],
+    arm64: ['arm64'],
+    aarch64: ['arm64'],
+    arm: ['arm', 'v7'],
+    armhf: ['arm', 'v7'],
+    armel: ['arm', 'v6'],
+    '386': ['386'],
+    i386: ['386'],
+    i686: ['386'],
+    ppc64le: ['ppc64le'],
+    s390x: ['s390x'],
+    riscv64: ['riscv64'],
+    mips64le: ['mips64le'],
+    mips64: ['mips64'],
+    loong64: ['loong64']
+};
+// Variants each architecture accepts; the first entry is the one containerd
+// drops because it is the architecture's baseline.
+const VARIANTS = {
+    amd64: ['v1', 'v2', 'v3', 'v4'],
+    arm64: ['v8', 'v8.1', 'v8.2', 'v9'],
+    arm: ['', 'v5', 'v6', 'v7', 'v8']
+};
+// Common typos with the platform the user most likely meant.
+const SUGGESTIONS = {
+    'amd64/v8': 'linux/arm64',
+    armv7: 'linux/arm/v7',
+    armv7l: 'linux/arm/v7',
+    armv6: 'linux/arm/v6',
+    armv8: 'linux/arm64',
+    arm64v8: 'linux/arm64',
+    'arm/v8': 'linux/arm64 (32-bit arm/v8 images are rare; arm64 is meant)'
+};
+class PlatformError extends Error {
+}
+function parsePlatform(text) {
+    const parts = text.trim().toLowerCase().split('/');
+    const [os, arch, variant] = parts;
+    const suggestion = SUGGESTIONS[parts.slice(1).join('/')];
+    const hint = suggestion ? `; did you mean ${suggestion}?` : '';
+    if (parts.length < 2 || parts.length > 3 || parts.some(p => !p)) {
+        throw new PlatformError(`expected os/arch[/variant]${hint}`);
+    }
+    if (!OSES.includes(os)) {
+        const near = OSES.find(known => distance(known, os) <= 2);
+        const guess = near ? `; did you mean ${near}/${arch}?` : hint;
+        throw new PlatformError(`unknown os "${os}"${guess}`);
+    }
+    const alias = ARCH_ALIASES[arch];
+    if (!alias) {
+        throw new PlatformError(`unknown architecture "${arch}"${hint}`);
+    }
+    const [canonical, defaultVariant] = alias;
+    const known = VARIANTS[canonical] ?? [];
+    if (variant !== undefined && !known.includes(variant)) {
+        const accepted = known.filter(Boolean).join(', ') || 'none';
+        throw new PlatformError(`"${canonical}" has no variant "${variant}" (accepted: ${accepted})${hint}`);
+    }
+    return normalise({ os, arch: canonical, variant: variant ?? defaultVariant });
+}
+function normalise(platform) {
+    const { os, arch } = platform;
+    let variant = platform.variant;
+    if (arch === 'arm64' && variant === 'v8')
+        variant = undefined;
+    if (arch === 'amd64' && variant === 'v1')
+        variant = undefined;
+    if (arch === 'arm' && !variant)
+        variant = 'v7';
+    return variant ? { os, arch, variant } : { os, arch };
+}
+function formatPlatform(platform) {
+    const { os, arch, variant } = platform;
+    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
+}
+// An index entry's platform, as BuildKit writes it, in canonical form.
+function fromDescriptor(platform) {
+    const os = platform.os ?? 'unknown';
+    const arch = platform.architecture ?? 'unknown';
+    if (os === 'unknown' || arch === 'unknown')
+        return `${os}/${arch}`;
+    return formatPlatform(normalise({ os, arch, variant: platform.variant || undefined }));
+}
+// The platforms this machine runs without emulation.
+function nativePlatforms(hostArch = process.arch) {
+    switch (hostArch) {
+        case 'x64':
+            return ['linux/amd64', 'linux/386'];
+        case 'arm64':
+            return ['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'];
+        case 'arm':
+            return ['linux/arm/v7', 'linux/arm/v6'];
+        default:
+            return [`linux/${hostArch}`];
+    }
+}
+// The binfmt_misc entry a platform needs, named as QEMU and binfmt name it,
+// and the architecture name the binfmt installer image takes.
+const EMULATORS = {
+    amd64: ['qemu-x86_64', 'amd64'],
+    arm64: ['qemu-aarch64', 'arm64'],
+    arm: ['qemu-arm', 'arm'],
+    '386': ['qemu-i386', '386'],
+    ppc64le: ['qemu-ppc64le', 'ppc64le'],
+    s390x: ['qemu-s390x', 's390x'],
+    riscv64: ['qemu-riscv64', 'riscv64'],
+    mips64le: ['qemu-mips64el', 'mips64le'],
+    mips64: ['qemu-mips64', 'mips64'],
+    loong64: ['qemu-loongarch64', 'loong64']
+};
+function emulatorFor(platform) {
+    const [handler, installName] = EMULATORS[parsePlatform(platform).arch];
+    return { handler, installName };
+}
+function distance(a, b) {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+        let previous = row[0];
+        row[0] = i;
+        for (let j = 1; j <= b.length; j++) {
+            const current = row[j];
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + cost);
+            previous = current;
+        }
+    }
+    return row[b.length];
 }
 
 

@@ -2,10 +2,13 @@
 # scripts/stack.sh: provisions the real, local Docker stack that the
 # multiarch-action tests and README examples run against.
 #
-#   scripts/stack.sh install       apt packages, Debian 13 engine debs, buildx plugin
-#   scripts/stack.sh up            install if needed, engine, five registries, base images
+#   scripts/stack.sh install       apt packages, Debian 13 engine debs, buildx plugin,
+#                                  buildkitd + buildctl (scripts/buildkitd-build.sh)
+#   scripts/stack.sh up            install if needed, engine, five registries, two
+#                                  buildkitd daemons, base images
 #   scripts/stack.sh base-debian   also build 127.0.0.1:5000/base/debian:bookworm (slow)
-#   scripts/stack.sh env           "export ..." lines for eval (DOCKER_HOST, registries)
+#   scripts/stack.sh env           "export ..." lines for eval (DOCKER_HOST, registries,
+#                                  MA_BUILDKIT_AMD64, MA_BUILDKIT_ARM64, MA_BUILDKIT_TLS)
 #   scripts/stack.sh status        what runs; exit 1 if something `up` started is down
 #   scripts/stack.sh down          stop everything `up` started (caches are kept)
 #   scripts/stack.sh registry NAME PORT [USER PASSWORD_ENV_VAR]   one more registry
@@ -15,21 +18,37 @@
 #
 # Environment:
 #   MA_CACHE=/var/cache/multiarch-action  downloads, private apt state, engine prefix,
-#                                         rootfs tarballs; kept by `down`
+#                                         rootfs tarballs, the buildkitd build
+#                                         (buildkit/bin); kept by `down`
 #   MA_STATE=/var/tmp/multiarch-stack     sockets, pid files, logs, configs, engine
-#                                         data, registry storage
+#                                         data, registry storage, buildkitd state
 #   MA_LOCAL_ENGINE=1                     run the private engine even when the machine
 #                                         already has a working docker engine + buildx
 #   MA_MIRROR=http://deb.debian.org/debian  Debian mirror for the private apt state
 #                                         and mmdebstrap
-#   MA_PORT_BASE=5000                     first registry port (base); the others follow.
+#   MA_PORT_BASE=5000                     first registry port (base); the others follow,
+#                                         and the arm64 buildkitd takes MA_PORT_BASE+10.
 #                                         Only for a second stack beside the usual one
-#                                         (with its own MA_STATE): the tests use 5000-5004.
+#                                         (with its own MA_STATE): the tests use 5000-5004
+#                                         and 5010.
 #
 # Registries (Debian's CNCF Distribution, 127.0.0.1 only, deletes enabled):
 #   base 5000 (no auth; keeps its storage)   hub 5001 main-ci / 'Main#Pa55 w0rd$'
 #   m1 5002 m1-ci / M1'Pa55"w0rd             m2 5003 m2-ci / M2\Pa55;w0rd|
 #   m3 5004 (no auth)                        hub, m1, m2, m3 start empty on every `up`
+# BuildKit daemons (v0.25.2 built from Debian's source, for buildx's `remote`
+#   driver), both with the OCI worker on Debian 12's runc, host networking (no
+#   CNI), no containerd worker, and one config, $MA_STATE/buildkit/buildkitd.toml,
+#   that makes 127.0.0.1:5000-5009 plain-http registries:
+#   amd64  unix://$MA_STATE/run/buildkitd-amd64.sock   platform linux/amd64
+#   arm64  tcp://127.0.0.1:5010, mutual TLS            platform linux/arm64 (runs
+#          arm64 code through the host's qemu binfmt handlers, once registered)
+#   Each keeps its state in $MA_STATE/buildkit/NAME (build cache survives `up`,
+#   `down` and restarts; `purge` deletes it) and logs to $MA_STATE/log/buildkitd-NAME.log.
+#   The TLS files are made once with openssl in $MA_STATE/buildkit/tls: ca.pem,
+#   server.pem, server-key.pem, and the client's cert.pem, key.pem (buildx:
+#   --driver-opt cacert=DIR/ca.pem,cert=DIR/cert.pem,key=DIR/key.pem; buildctl:
+#   --tlsdir DIR). `up` keeps daemons that run with the same settings and answer.
 # Base images: 127.0.0.1:5000/base/busybox:1 (amd64, arm64, arm/v7; `up`),
 #   127.0.0.1:5000/base/debian:bookworm (same platforms; `base-debian`),
 #   127.0.0.1:5000/test/binfmt-standin:1 (stand-in for tonistiigi/binfmt; `up`).
@@ -77,6 +96,9 @@ DEB_DIR=$MA_CACHE/debs              # downloaded .deb files
 PREFIX=$MA_CACHE/prefix             # dpkg-deb -x of docker.io, containerd, docker-buildx
 BASE_DIR=$MA_CACHE/base             # rootfs tarballs for the base images
 BUILDX_BIN=$PREFIX/usr/libexec/docker/cli-plugins/docker-buildx
+BUILDKIT_DIR=$MA_CACHE/buildkit     # scripts/buildkitd-build.sh's BK_ROOT
+BUILDKITD=$BUILDKIT_DIR/bin/buildkitd
+BUILDCTL=$BUILDKIT_DIR/bin/buildctl
 
 # State layout.
 RUN_DIR=$MA_STATE/run               # sockets and pid files
@@ -87,12 +109,16 @@ DOCKER_CFG=$MA_STATE/docker-config  # DOCKER_CONFIG for this script's own docker
 CONTAINERD_SOCK=$RUN_DIR/containerd.sock
 DOCKER_SOCK=$RUN_DIR/docker.sock
 MODE_FILE=$MA_STATE/engine-mode     # "local" or "external <DOCKER_HOST or empty>"
+BK_STATE=$MA_STATE/buildkit         # buildkitd.toml, tls/, one root dir per daemon
+BK_CONFIG=$BK_STATE/buildkitd.toml
+BK_TLS=$BK_STATE/tls
 
 # Packages from Debian 12 itself. runc is Debian 12's: the Debian 13 runc
 # needs glibc 2.38, while dockerd, containerd and its shim run on glibc 2.36.
 # arch-test lets mmdebstrap check that a foreign architecture can execute.
+# openssl makes the arm64 buildkitd's TLS certificates.
 APT_PACKAGES=(qemu-user-static binfmt-support docker-registry apache2-utils mmdebstrap
-	arch-test runc curl jq ca-certificates iptables xz-utils)
+	arch-test runc curl jq ca-certificates iptables xz-utils openssl)
 
 # Debian 13 (trixie) packages extracted into $PREFIX, and the versions the
 # project was written against (a different upstream series only warns).
@@ -123,6 +149,13 @@ BASE_REGISTRY=127.0.0.1:${REG_PORT[base]}
 BUSYBOX_IMAGE=$BASE_REGISTRY/base/busybox:1
 DEBIAN_IMAGE=$BASE_REGISTRY/base/debian:bookworm
 STANDIN_IMAGE=$BASE_REGISTRY/test/binfmt-standin:1
+
+# The BuildKit daemons: name, listening address, the one platform its worker
+# offers. The tcp one requires a client certificate.
+BUILDKITDS=(amd64 arm64)
+declare -A BK_ADDR=([amd64]=unix://$RUN_DIR/buildkitd-amd64.sock
+	[arm64]=tcp://127.0.0.1:$((MA_PORT_BASE + 10)))
+declare -A BK_PLATFORM=([amd64]=linux/amd64 [arm64]=linux/arm64)
 
 # ----------------------------------------------------------------- helpers --
 
@@ -425,6 +458,7 @@ ensure_buildx_plugin() {
 
 install_done() {
 	[[ -z $(missing_apt_packages) ]] || return 1
+	[[ -x $BUILDKITD && -x $BUILDCTL ]] || return 1
 	local arch
 	for arch in "${BUSYBOX_ARCHES[@]}"; do
 		[[ -n $(deb_path busybox-static "$arch") ]] || return 1
@@ -464,6 +498,16 @@ cmd_install() {
 		ensure_buildx_plugin
 	fi
 	quiet_system_registry
+	build_buildkit
+}
+
+# buildkitd and buildctl, built from Debian's BuildKit source by the script
+# next to this one (a no-op once built; about 4 minutes the first time).
+build_buildkit() {
+	log "scripts/buildkitd-build.sh (BK_ROOT=$BUILDKIT_DIR)"
+	BK_ROOT=$BUILDKIT_DIR BK_MIRROR=$MA_MIRROR bash "$SCRIPT_DIR/buildkitd-build.sh" >&2 ||
+		die "scripts/buildkitd-build.sh failed"
+	[[ -x $BUILDKITD && -x $BUILDCTL ]] || die "scripts/buildkitd-build.sh left no $BUILDKITD and $BUILDCTL"
 }
 
 # ------------------------------------------------------------------ binfmt --
@@ -613,17 +657,21 @@ stop_engine() {
 	stop_pidfile "$RUN_DIR/dockerd.pid" "$PREFIX/usr/sbin/dockerd" 30
 	stop_pidfile "$RUN_DIR/containerd.pid" "$PREFIX/usr/bin/containerd" 15
 	rm -f "$DOCKER_SOCK" "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc"
-	release_mounts
+	release_mounts "$MA_STATE" "$BK_STATE"
 }
 
-# dockerd leaves mounts behind when it exits (the bind mount of the host's
-# network namespace under its exec-root, its data-root bind mount, and any
-# rootfs of a container that was killed with it). With the engine stopped,
-# every mount under the state dir is ours and can go, deepest first.
+# release_mounts DIR [SPARE]: unmounts, deepest first, every mount below DIR
+# except those below SPARE. dockerd leaves mounts behind when it exits (the
+# bind mount of the host's network namespace under its exec-root, its
+# data-root bind mount, and any rootfs of a container that was killed with
+# it); so may a killed buildkitd (overlay rootfs of its build steps). With the
+# engine stopped, everything under the state dir but the buildkitd dirs is
+# ours to unmount; a buildkitd's dir once that buildkitd is stopped.
 release_mounts() {
 	local mp
-	awk -v dir="$MA_STATE/" 'index($2, dir) == 1 { print $2 }' /proc/self/mounts | sort -r |
-		while read -r mp; do
+	awk -v dir="$1/" -v spare="${2:+$2/}" \
+		'index($2, dir) == 1 && (spare == "" || index($2, spare) != 1) { print $2 }' /proc/self/mounts |
+		sort -r | while read -r mp; do
 			umount -l "$mp" 2>/dev/null || log "warning: could not unmount $mp"
 		done
 }
@@ -765,6 +813,219 @@ cmd_stop_registry() {
 	valid_registry_name "$1" || die "bad registry name '$1'"
 	take_lock
 	stop_registry "$1"
+}
+
+# --------------------------------------------------------------- buildkitd --
+
+# The config both daemons read. Per-daemon settings (root, address, platform,
+# TLS) are flags; the rest is here: the OCI worker on Debian 12's runc with the
+# host's network (no CNI), no containerd worker, and the stack's registries
+# (127.0.0.1:base..base+9, as in the engine's daemon.json) as plain-http ones.
+write_buildkitd_config() {
+	mkdir -p "$BK_STATE"
+	local port tmp=$BK_CONFIG.tmp
+	{
+		echo "# buildkitd config of the multiarch-action test stack (scripts/stack.sh)"
+		echo
+		echo "[worker.oci]"
+		echo "  enabled = true"
+		echo "  binary = \"/usr/sbin/runc\""
+		echo "  networkMode = \"host\""
+		echo "  gc = true"
+		echo
+		echo "[worker.containerd]"
+		echo "  enabled = false"
+		for port in $(seq "$MA_PORT_BASE" $((MA_PORT_BASE + 9))); do
+			echo
+			echo "[registry.\"127.0.0.1:$port\"]"
+			echo "  http = true"
+			echo "  insecure = true"
+		done
+	} >"$tmp"
+	# Rewritten only when it changes, so that its mtime means something.
+	if cmp -s "$tmp" "$BK_CONFIG"; then rm -f "$tmp"; else mv "$tmp" "$BK_CONFIG"; fi
+}
+
+# The arm64 daemon's TLS files, made once: a CA (its key is not kept), a
+# server certificate for IP 127.0.0.1 and a client certificate, EC P-256,
+# ten years. Made again, all of them, when one is missing or does not verify.
+ensure_buildkit_tls() {
+	local f ok=1
+	for f in ca.pem server.pem server-key.pem cert.pem key.pem; do
+		[[ -s $BK_TLS/$f ]] || ok=0
+	done
+	if ((ok)) && openssl verify -CAfile "$BK_TLS/ca.pem" -purpose sslserver "$BK_TLS/server.pem" >/dev/null 2>&1 &&
+		openssl verify -CAfile "$BK_TLS/ca.pem" -purpose sslclient "$BK_TLS/cert.pem" >/dev/null 2>&1; then
+		return
+	fi
+	log "making TLS certificates for the arm64 buildkitd in $BK_TLS"
+	local tmp=$BK_TLS.new
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	chmod 0755 "$tmp"
+	cat >"$tmp/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+CNF
+	local key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+	(
+		cd "$tmp"
+		umask 077
+		openssl req -x509 -new -config openssl.cnf -extensions ca "${key[@]}" -days 3650 \
+			-subj "/CN=multiarch-stack buildkit CA" -keyout ca-key.pem -out ca.pem
+		local leaf crt keyfile cn
+		for leaf in server client; do
+			if [[ $leaf == server ]]; then
+				crt=server.pem keyfile=server-key.pem cn=127.0.0.1
+			else
+				crt=cert.pem keyfile=key.pem cn=multiarch-stack-client
+			fi
+			openssl req -new -config openssl.cnf "${key[@]}" -subj "/CN=$cn" \
+				-keyout "$keyfile" -out "$leaf.csr"
+			openssl x509 -req -in "$leaf.csr" -CA ca.pem -CAkey ca-key.pem \
+				-set_serial "0x$(openssl rand -hex 16)" -days 3650 \
+				-extfile openssl.cnf -extensions "$leaf" -out "$crt"
+		done
+		rm -f ca-key.pem ./*.csr openssl.cnf
+		chmod 0644 ca.pem server.pem cert.pem
+	) >/dev/null 2>"$tmp.log" || {
+		cat "$tmp.log" >&2
+		die "openssl failed to make the buildkitd TLS files"
+	}
+	rm -f "$tmp.log"
+	rm -rf "$BK_TLS"
+	mv "$tmp" "$BK_TLS"
+}
+
+# buildkitd_cmd NAME: sets BK_CMD to the daemon's command line.
+BK_CMD=()
+buildkitd_cmd() {
+	local name=$1
+	BK_CMD=(env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		"$BUILDKITD" --config "$BK_CONFIG" --root "$BK_STATE/$name"
+		--addr "${BK_ADDR[$name]}"
+		--oci-worker-platform "${BK_PLATFORM[$name]}"
+		--otel-socket-path "$RUN_DIR/buildkitd-$name-otel.sock")
+	if [[ ${BK_ADDR[$name]} == tcp://* ]]; then
+		BK_CMD+=(--tlscacert "$BK_TLS/ca.pem" --tlscert "$BK_TLS/server.pem" --tlskey "$BK_TLS/server-key.pem")
+	fi
+}
+
+# What a running daemon was started with: its command line, the config and,
+# for the tcp one, the certificates. `up` restarts a daemon when this changes.
+buildkitd_meta() {
+	local name=$1
+	buildkitd_cmd "$name"
+	{
+		printf '%s\n' "${BK_CMD[@]}"
+		cat "$BK_CONFIG"
+		if [[ ${BK_ADDR[$name]} == tcp://* ]]; then cat "$BK_TLS/ca.pem" "$BK_TLS/server.pem"; fi
+	} | sha256sum | cut -d' ' -f1
+}
+
+# True when daemon NAME lists its workers (through its client certificate
+# for the tcp one).
+buildkitd_answers() {
+	local args=(--addr "${BK_ADDR[$1]}" --timeout 5)
+	if [[ ${BK_ADDR[$1]} == tcp://* ]]; then args+=(--tlsdir "$BK_TLS"); fi
+	timeout 10 "$BUILDCTL" "${args[@]}" debug workers >/dev/null 2>&1
+}
+
+# The build-step containers of daemon NAME, killed and deleted. buildkitd
+# calls runc without --root, so they are listed in runc's default state dir
+# (/run/runc) among any others; only those whose bundle is in NAME's root dir
+# are touched. A running one keeps buildkitd from stopping on TERM (it waits
+# for its builds), and one outlives a killed buildkitd.
+kill_build_containers() {
+	local name=$1 id
+	[[ -x /usr/sbin/runc ]] || return 0
+	/usr/sbin/runc list --format json 2>/dev/null |
+		jq -r --arg dir "$BK_STATE/$name/" '.[]? | select(.bundle | startswith($dir)) | .id' 2>/dev/null |
+		while read -r id; do
+			log "killing build container $id of buildkitd $name"
+			/usr/sbin/runc delete --force "$id" >/dev/null 2>&1 || log "warning: runc delete --force $id failed"
+		done
+}
+
+stop_buildkitd() {
+	local name=$1
+	kill_build_containers "$name"
+	stop_pidfile "$RUN_DIR/buildkitd-$name.pid" "$BUILDKITD" 15
+	kill_build_containers "$name"
+	rm -f "$RUN_DIR/buildkitd-$name.meta" "$RUN_DIR/buildkitd-$name.sock" "$RUN_DIR/buildkitd-$name-otel.sock"
+	release_mounts "$BK_STATE/$name"
+}
+
+# launch_buildkitd NAME: starts the daemon unless it already runs as asked
+# and answers; prints its pid when it started one.
+launch_buildkitd() {
+	local name=$1 meta pid
+	local pidfile=$RUN_DIR/buildkitd-$name.pid
+	meta=$(buildkitd_meta "$name")
+	pid=$(read_pid "$pidfile")
+	if pidfile_runs "$pidfile" "$BUILDKITD" &&
+		[[ $(readlink "/proc/$pid/exe" 2>/dev/null) != *" (deleted)" ]] &&
+		[[ $(cat "$RUN_DIR/buildkitd-$name.meta" 2>/dev/null) == "$meta" ]] &&
+		buildkitd_answers "$name"; then
+		return
+	fi
+	[[ -e $pidfile ]] && log "restarting buildkitd $name (settings or binary changed, or it does not answer)"
+	stop_buildkitd "$name"
+	local addr=${BK_ADDR[$name]}
+	if [[ $addr == tcp://* ]] && port_busy "${addr##*:}"; then
+		die "port ${addr#tcp://} (buildkitd $name) is taken by another program"
+	fi
+	mkdir -p "$BK_STATE/$name" "$LOG_DIR"
+	log "starting buildkitd $name on $addr (${BK_PLATFORM[$name]})"
+	buildkitd_cmd "$name"
+	pid=$(spawn "$LOG_DIR/buildkitd-$name.log" "${BK_CMD[@]}")
+	echo "$pid" >"$pidfile"
+	echo "$meta" >"$RUN_DIR/buildkitd-$name.meta"
+	echo "$pid"
+}
+
+# Starts both daemons side by side, then waits up to 20 s for each to list
+# its workers.
+start_buildkitds() {
+	[[ -x $BUILDKITD && -x $BUILDCTL ]] || die "no $BUILDKITD (run 'scripts/stack.sh install')"
+	mkdir -p "$RUN_DIR" "$LOG_DIR"
+	write_buildkitd_config
+	ensure_buildkit_tls
+	local name pid
+	declare -A started=()
+	for name in "${BUILDKITDS[@]}"; do
+		pid=$(launch_buildkitd "$name")
+		[[ -z $pid ]] || started[$name]=$pid
+	done
+	local deadline=$((SECONDS + 20))
+	for name in "${!started[@]}"; do
+		pid=${started[$name]}
+		until buildkitd_answers "$name"; do
+			if ! pid_alive "$pid" || ((SECONDS >= deadline)); then
+				tail -n 20 "$LOG_DIR/buildkitd-$name.log" >&2 || true
+				die "buildkitd $name did not answer on ${BK_ADDR[$name]} (log: $LOG_DIR/buildkitd-$name.log)"
+			fi
+			sleep 0.2
+		done
+	done
 }
 
 # ------------------------------------------------------------- base images --
@@ -1036,6 +1297,7 @@ cmd_up() {
 	fi
 	echo "$MA_PORT_BASE" >"$MA_STATE/port-base"
 	start_fixed_registries
+	start_buildkitds
 	ensure_busybox_image
 	ensure_standin_image
 	local h
@@ -1047,7 +1309,14 @@ cmd_up() {
 cmd_down() {
 	need_root down
 	take_lock
-	local f
+	local f name
+	# Also without a pid file: what a killed buildkitd left (build
+	# containers, mounts) goes too.
+	for name in "${BUILDKITDS[@]}"; do
+		if [[ -e $RUN_DIR/buildkitd-$name.pid ]]; then log "stopping buildkitd $name"; fi
+		stop_buildkitd "$name"
+	done
+	if [[ -d $BK_STATE ]]; then release_mounts "$BK_STATE"; fi
 	for f in "$RUN_DIR"/registry-*.pid; do
 		[[ -e $f ]] || continue
 		f=${f##*/registry-}
@@ -1091,6 +1360,9 @@ cmd_env() {
 	echo "export MA_BUSYBOX_IMAGE=$BUSYBOX_IMAGE"
 	echo "export MA_DEBIAN_IMAGE=$DEBIAN_IMAGE"
 	echo "export MA_BINFMT_IMAGE=$STANDIN_IMAGE"
+	echo "export MA_BUILDKIT_AMD64=$(shquote "${BK_ADDR[amd64]}")"
+	echo "export MA_BUILDKIT_ARM64=$(shquote "${BK_ADDR[arm64]}")"
+	echo "export MA_BUILDKIT_TLS=$(shquote "$BK_TLS")"
 }
 
 cmd_status() {
@@ -1122,6 +1394,15 @@ cmd_status() {
 			printf '%-16s running pid %s on 127.0.0.1:%s%s\n' "registry-$name" "$pid" "$port" "${user:+ user $user}"
 		else
 			printf '%-16s STOPPED (127.0.0.1:%s)\n' "registry-$name" "$port"
+			bad=1
+		fi
+	done
+	for name in "${BUILDKITDS[@]}"; do
+		f=$RUN_DIR/buildkitd-$name.pid
+		if pidfile_runs "$f" "$BUILDKITD"; then
+			printf '%-16s running pid %s on %s\n' "buildkitd-$name" "$(read_pid "$f")" "${BK_ADDR[$name]}"
+		else
+			printf '%-16s STOPPED (%s)\n' "buildkitd-$name" "${BK_ADDR[$name]}"
 			bad=1
 		fi
 	done

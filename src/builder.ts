@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
 import {randomBytes} from 'node:crypto'
+import {localPlatforms} from './emulators.js'
 import {run} from './exec.js'
 import type {BuilderNode, Inputs} from './inputs.js'
 import * as state from './state.js'
@@ -16,6 +17,11 @@ export function builderName(runId = process.env.GITHUB_RUN_ID): string {
 
 export function createArgs(inputs: Inputs, name: string): string[] {
   const args = ['buildx', 'create', '--name', name, '--driver', inputs.driver]
+  // With nodes, the first node is pinned to the platforms no node declares:
+  // buildx otherwise sends a platform to the first node that can run it,
+  // emulated or not (seen with two BuildKit daemons on one host).
+  const own = inputs.nodes.length > 0 ? localPlatforms(inputs) : []
+  if (own.length > 0) args.push('--platform', own.join(','))
   for (const opt of inputs.driverOpts) args.push('--driver-opt', opt)
   if (inputs.buildkitdConfig) {
     args.push('--buildkitd-config', inputs.buildkitdConfig)

@@ -123,8 +123,9 @@ export function localPlatforms(inputs: Inputs): string[] {
 
 export async function ensureEmulators(inputs: Inputs): Promise<string[]> {
   if (inputs.driver === 'remote') {
-    // TODO(#7): a remote builder with a local node appended would need the
-    // local checks for that node.
+    // Every node of a remote builder is a BuildKit elsewhere (appended
+    // nodes take the builder's driver): this runner's binfmt_misc plays no
+    // part, so nothing is installed here.
     core.info(
       'driver: remote builds on its own nodes; the platforms its BuildKit ' +
         'reports are checked before the build'

@@ -3,7 +3,7 @@ import {parse} from 'yaml'
 import {mkdtempSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {buildArgs, debugInputs} from '../../src/build.js'
-import {appendArgs} from '../../src/builder.js'
+import {appendArgs, createArgs} from '../../src/builder.js'
 import {getInputs, InputError, type Inputs} from '../../src/inputs.js'
 import {checkEntries, indexEntries, mergeArgs} from '../../src/merge.js'
 import {plan, plannedRefs} from '../../src/plan.js'
@@ -375,6 +375,30 @@ describe('builder nodes', () => {
     ]
   ])('appends %j as node %i', (given, index, argv) => {
     expect(appendArgs('b1', given, index)).toEqual(argv)
+  })
+
+  it('pins the first node to the platforms no appended node declares', () => {
+    const {value} = read({
+      ...base,
+      tags: 'v1',
+      platforms: 'linux/amd64,linux/arm64,linux/arm/v7',
+      driver: 'remote',
+      endpoint: 'tcp://10.0.0.1:1234',
+      nodes: '- endpoint: tcp://10.0.0.2:1234\n  platforms: linux/arm64'
+    })
+    expect(createArgs(value!, 'b1')).toEqual([
+      'buildx',
+      'create',
+      '--name',
+      'b1',
+      '--driver',
+      'remote',
+      '--platform',
+      'linux/amd64,linux/arm/v7',
+      'tcp://10.0.0.1:1234'
+    ])
+    // Without nodes, BuildKit reports its own platforms.
+    expect(createArgs({...value!, nodes: []}, 'b1')).not.toContain('--platform')
   })
 
   const yaml = [
