@@ -37818,6 +37818,10 @@ async function answerChallenge(header, credential, scope, request = fetch) {
     if (!realm)
         return undefined;
     const url = new URL(realm);
+    // Credentials go to a token service over TLS only (loopback aside).
+    if (url.protocol !== 'https:' && !baseUrl(url.host).startsWith('http:')) {
+        return undefined;
+    }
     const service = param('service');
     if (service)
         url.searchParams.set('service', service);
@@ -37886,7 +37890,9 @@ class RegistryClient {
                     ? { ...headers, Authorization: authorization }
                     : headers,
                 body: body ? new Uint8Array(body) : undefined,
-                redirect: 'follow',
+                // A redirect is left to buildx: the Authorization header is for
+                // this registry alone.
+                redirect: 'manual',
                 signal: AbortSignal.timeout(60_000)
             });
             let response = await go();

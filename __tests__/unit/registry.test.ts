@@ -82,6 +82,42 @@ describe('answerChallenge', () => {
       await answerChallenge('Basic realm="r"', undefined, 's', never)
     ).toBeUndefined()
   })
+  it('sends credentials to a token service over TLS only, loopback aside', async () => {
+    expect(
+      await answerChallenge(
+        'Bearer realm="http://auth.example.com/token",service="r"',
+        'dTpw',
+        's',
+        never
+      )
+    ).toBeUndefined()
+    const seen: string[] = []
+    const request = ((url: URL) => {
+      seen.push(url.toString())
+      return Promise.resolve(Response.json({token: 't'}))
+    }) as unknown as typeof fetch
+    expect(
+      await answerChallenge(
+        'Bearer realm="https://auth.example.com/token",service="r"',
+        'dTpw',
+        'repository:a/b:pull,push',
+        request
+      )
+    ).toBe('Bearer t')
+    expect(
+      await answerChallenge(
+        'Bearer realm="http://127.0.0.1:5001/token"',
+        'dTpw',
+        's',
+        request
+      )
+    ).toBe('Bearer t')
+    expect(seen).toEqual([
+      'https://auth.example.com/token?service=r&scope=repository%3Aa%2Fb%3Apull%2Cpush',
+      'http://127.0.0.1:5001/token?scope=s'
+    ])
+  })
+
   it('leaves schemes it does not know, and garbage, to buildx', async () => {
     expect(
       await answerChallenge('Negotiate', 'dTpw', 's', never)
@@ -158,7 +194,8 @@ function tinyRegistry(): {
           const key = `${match[1]}:${match[2]}`
           const status = fail.get(key)
           if (status) {
-            res.writeHead(status).end()
+            const elsewhere = {Location: '/elsewhere'}
+            res.writeHead(status, status === 307 ? elsewhere : {}).end()
             return
           }
           if (req.method === 'PUT') {
@@ -271,6 +308,10 @@ describe('RegistryClient against a registry with Bearer tokens', () => {
     expect(await client.write(`${host}/ossrs/srs:v7`, manifest)).toBe(false)
     registry.fail.set('ossrs/srs:v8', 429)
     expect(await client.write(`${host}/ossrs/srs:v8`, manifest)).toBe(false)
+    // A redirect is not followed with this registry's Authorization.
+    registry.fail.set('ossrs/srs:v9', 307)
+    expect(await client.read(`${host}/ossrs/srs:v9`)).toBeUndefined()
+    expect(registry.seen.map(r => r.url)).not.toContain('/elsewhere')
   })
 
   it('does not write a media type that is no manifest', async () => {
