@@ -37828,13 +37828,44 @@ async function answerChallenge(header, credential, scope, request = fetch) {
     url.searchParams.set('scope', scope);
     const response = await request(url, {
         headers: credential ? { Authorization: `Basic ${credential}` } : {},
-        signal: AbortSignal.timeout(30_000)
+        redirect: 'manual',
+        signal: AbortSignal.timeout(20_000)
     });
     if (!response.ok)
         return undefined;
     const body = (await response.json());
     const token = body.token ?? body.access_token;
     return token ? `Bearer ${token}` : undefined;
+}
+// A proxy in the environment is for buildx to honour: Node's fetch would
+// ignore it and wait for a connection that never comes. Loopback is never
+// proxied.
+function proxied(url, env = process.env) {
+    const { protocol, host } = new URL(url);
+    if (baseUrl(host).startsWith('http:') && protocol === 'http:')
+        return false;
+    const names = protocol === 'https:'
+        ? ['HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy']
+        : ['HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'];
+    return names.some(name => Boolean(env[name]));
+}
+// The parts of a manifest this client relies on: JSON, schema version 2,
+// a media type it knows.
+function manifestType(bytes, contentType) {
+    let body;
+    try {
+        body = JSON.parse(bytes.toString('utf8'));
+    }
+    catch {
+        return undefined;
+    }
+    if (typeof body !== 'object' || body === null)
+        return undefined;
+    const { schemaVersion, mediaType } = body;
+    if (schemaVersion !== 2)
+        return undefined;
+    const type = typeof mediaType === 'string' ? mediaType : contentType;
+    return MANIFEST_TYPES.includes(type) ? type : undefined;
 }
 // One client per run: it remembers each repository's Authorization header,
 // so parallel reads and writes pay the challenge once.
@@ -37847,44 +37878,52 @@ class RegistryClient {
     }
     async read(ref) {
         const where = target(ref);
-        const response = await this.send(where, 'GET', {
+        const answer = await this.exchange(where, 'GET', {
             Accept: MANIFEST_TYPES.join(', ')
         });
-        if (!response)
+        if (!answer)
             return undefined;
-        if (response.status === 404) {
-            await response.body?.cancel();
+        if (answer.status === 404) {
+            // A registry may hide a private repository from anonymous callers
+            // behind 404: with credentials at hand, buildx decides.
+            if (!answer.authenticated && this.credential(where.host)) {
+                return undefined;
+            }
             return { missing: true };
         }
-        if (response.status !== 200) {
-            await response.body?.cancel();
+        if (answer.status !== 200)
             return undefined;
-        }
-        const bytes = Buffer.from(await response.arrayBuffer());
-        const digest = sha256(bytes);
+        const contentType = answer.headers.get('content-type')?.split(';')[0].trim() ?? '';
+        const mediaType = manifestType(answer.bytes, contentType);
+        if (!mediaType)
+            return undefined;
+        const digest = sha256(answer.bytes);
         if (where.reference.includes(':') && where.reference !== digest) {
             return undefined;
         }
-        const mediaType = response.headers.get('content-type')?.split(';')[0].trim() ?? '';
-        return { manifest: { bytes, digest, mediaType } };
+        return { manifest: { bytes: answer.bytes, digest, mediaType } };
     }
-    // True once the registry answered 201 with the digest of these bytes.
+    // True once the registry answered 201 naming the digest of these bytes.
     async write(ref, manifest) {
         if (!MANIFEST_TYPES.includes(manifest.mediaType))
             return false;
-        const response = await this.send(target(ref), 'PUT', { 'Content-Type': manifest.mediaType }, manifest.bytes);
-        if (!response)
-            return false;
-        await response.body?.cancel();
-        const digest = response.headers.get('docker-content-digest');
-        return response.status === 201 && (!digest || digest === manifest.digest);
+        const answer = await this.exchange(target(ref), 'PUT', { 'Content-Type': manifest.mediaType }, manifest.bytes);
+        return (answer?.status === 201 &&
+            answer.headers.get('docker-content-digest') === manifest.digest);
     }
-    async send(where, method, headers, body) {
+    credential(host) {
+        this.auths ??= runAuths();
+        return credentialFor(host, this.auths);
+    }
+    // A request and its whole answer; undefined for anything but an answer
+    // from the registry itself (network, TLS, timeout, proxy, refused auth).
+    async exchange(where, method, headers, body) {
         const url = `${baseUrl(where.host)}/v2/${where.repository}/manifests/${where.reference}`;
-        const key = `${where.host}/${where.repository}`;
-        try {
-            let authorization = await this.headers.get(key);
-            const go = () => this.request(url, {
+        if (proxied(url))
+            return undefined;
+        const key = `${registryKey(where.host)}/${where.repository}`;
+        const once = async (authorization) => {
+            const response = await this.request(url, {
                 method,
                 headers: authorization
                     ? { ...headers, Authorization: authorization }
@@ -37893,32 +37932,50 @@ class RegistryClient {
                 // A redirect is left to buildx: the Authorization header is for
                 // this registry alone.
                 redirect: 'manual',
-                signal: AbortSignal.timeout(60_000)
+                signal: AbortSignal.timeout(20_000)
             });
-            let response = await go();
-            if (response.status !== 401)
-                return response;
-            await response.body?.cancel();
-            // One challenge per repository; parallel requests wait for it.
-            const challenge = response.headers.get('www-authenticate');
-            if (!this.headers.has(key) || authorization) {
-                this.auths ??= runAuths();
-                this.headers.set(key, answerChallenge(challenge, credentialFor(where.host, this.auths), `repository:${where.repository}:pull,push`, this.request).catch(() => undefined));
-            }
-            const answered = await this.headers.get(key);
-            if (!answered || answered === authorization)
+            const bytes = Buffer.from(await response.arrayBuffer());
+            return {
+                status: response.status,
+                headers: response.headers,
+                bytes,
+                authenticated: Boolean(authorization)
+            };
+        };
+        try {
+            const cached = await this.headers.get(key);
+            const first = await once(cached);
+            if (first.status !== 401)
+                return first;
+            const fresh = await this.authorize(key, where, first.headers.get('www-authenticate'), cached);
+            if (!fresh)
                 return undefined;
-            authorization = answered;
-            response = await go();
-            if (response.status === 401) {
-                await response.body?.cancel();
-                return undefined;
-            }
-            return response;
+            const second = await once(fresh);
+            return second.status === 401 ? undefined : second;
         }
         catch {
             return undefined;
         }
+    }
+    // One challenge answered per repository at a time: a request whose header
+    // went stale replaces it only if no other request has done so already,
+    // and a failed answer is forgotten, so a later request asks again.
+    async authorize(key, where, challenge, stale) {
+        const pending = this.headers.get(key);
+        if (pending) {
+            const value = await pending;
+            const current = this.headers.get(key);
+            if (current !== pending)
+                return current;
+            if (value && value !== stale)
+                return value;
+        }
+        const fresh = answerChallenge(challenge, this.credential(where.host), `repository:${where.repository}:pull,push`, this.request).catch(() => undefined);
+        this.headers.set(key, fresh);
+        const value = await fresh;
+        if (!value && this.headers.get(key) === fresh)
+            this.headers.delete(key);
+        return value;
     }
 }
 
@@ -38027,10 +38084,17 @@ const registry = new RegistryClient();
 async function mirrors_read(builder, ref) {
     const direct = await registry.read(ref);
     if (direct && 'manifest' in direct) {
-        return { found: parseInspect(direct.manifest.bytes) };
+        try {
+            return { found: parseInspect(direct.manifest.bytes) };
+        }
+        catch {
+            // buildx reads it below, and says what is wrong with it
+        }
     }
-    if (direct)
+    else if (direct) {
         return { cause: 'missing', reason: `${ref}: not found` };
+    }
+    lib_core/* debug */.Yz(`${ref}: read through buildx`);
     const command = {
         phase: mirrors_PHASE,
         args: inspectArgs(builder, ref),
@@ -38168,8 +38232,11 @@ async function writeTags(mirror, tags, plan) {
         if (read && 'manifest' in read)
             manifest = read.manifest;
     }
-    if (!manifest)
+    if (!manifest) {
+        lib_core/* info */.pq(`${mirror}: could not read ${plan.digest} back directly; ` +
+            'imagetools create copies the other tags');
         return tags;
+    }
     const written = await Promise.all(tags.map(tag => registry.write(`${mirror}:${tag}`, manifest)));
     const left = tags.filter((_, i) => !written[i]);
     const done = tags.filter((_, i) => written[i]);
@@ -38518,26 +38585,28 @@ function plan(inputs) {
         const { image, tags, digests } = inputs;
         docker(mergeArgs(image, tags, digests, true));
         docker(mergeArgs(image, tags, digests));
-        tags.forEach(tag => docker(inspectArgs('', `${image}:${tag}`)));
+        docker(inspectArgs('', `${image}:${tags[0]}`));
+        tags.slice(1).forEach(tag => commands.push(['GET', `${image}:${tag}`]));
     }
     else if (copying) {
-        docker(inspectArgs('', inputs.source));
+        commands.push(['GET', inputs.source]);
         source = `${sourceRepository(inputs.source)}@${plan_DIGEST}`;
     }
     else {
         docker(buildArgs(inputs, builder, '<metadata file>', inputs.debugPlatform ? 'plain' : 'rawjson'));
         if (inputs.push)
-            docker(inspectArgs(builder, source));
+            commands.push(['GET', source]);
     }
     if (inputs.push) {
+        // Reads and the writes after the first tag go straight to the registry
+        // (GET, PUT); where it does not answer plainly, buildx does them
+        // (imagetools inspect --raw, imagetools create from ${mirror}@digest).
         for (const mirror of inputs.mirrors) {
             const refs = inputs.tags.map(tag => `${mirror}:${tag}`);
-            refs.forEach(ref => docker(inspectArgs(builder, ref)));
+            refs.forEach(ref => commands.push(['GET', ref]));
             docker(copyArgs(builder, mirror, inputs.tags.slice(0, 1), source));
-            if (inputs.tags.length > 1) {
-                docker(copyArgs(builder, mirror, inputs.tags.slice(1), `${mirror}@${plan_DIGEST}`));
-            }
-            refs.forEach(ref => docker(inspectArgs(builder, ref)));
+            refs.slice(1).forEach(ref => commands.push(['PUT', ref, plan_DIGEST]));
+            refs.forEach(ref => commands.push(['GET', ref]));
         }
     }
     // The post step.

@@ -206,9 +206,15 @@ async function read(
 ): Promise<{found?: Inspected; cause?: Cause; reason?: string}> {
   const direct = await registry.read(ref)
   if (direct && 'manifest' in direct) {
-    return {found: parseInspect(direct.manifest.bytes)}
+    try {
+      return {found: parseInspect(direct.manifest.bytes)}
+    } catch {
+      // buildx reads it below, and says what is wrong with it
+    }
+  } else if (direct) {
+    return {cause: 'missing', reason: `${ref}: not found`}
   }
-  if (direct) return {cause: 'missing', reason: `${ref}: not found`}
+  core.debug(`${ref}: read through buildx`)
   const command: Command = {
     phase: PHASE,
     args: inspectArgs(builder, ref),
@@ -375,7 +381,13 @@ async function writeTags(
     const read = await registry.read(`${mirror}@${plan.digest}`)
     if (read && 'manifest' in read) manifest = read.manifest
   }
-  if (!manifest) return tags
+  if (!manifest) {
+    core.info(
+      `${mirror}: could not read ${plan.digest} back directly; ` +
+        'imagetools create copies the other tags'
+    )
+    return tags
+  }
   const written = await Promise.all(
     tags.map(tag => registry.write(`${mirror}:${tag}`, manifest))
   )

@@ -66,9 +66,10 @@ export function plan(inputs: Inputs): string[][] {
     const {image, tags, digests} = inputs
     docker(mergeArgs(image, tags, digests, true))
     docker(mergeArgs(image, tags, digests))
-    tags.forEach(tag => docker(inspectArgs('', `${image}:${tag}`)))
+    docker(inspectArgs('', `${image}:${tags[0]}`))
+    tags.slice(1).forEach(tag => commands.push(['GET', `${image}:${tag}`]))
   } else if (copying) {
-    docker(inspectArgs('', inputs.source))
+    commands.push(['GET', inputs.source])
     source = `${sourceRepository(inputs.source)}@${DIGEST}`
   } else {
     docker(
@@ -79,19 +80,18 @@ export function plan(inputs: Inputs): string[][] {
         inputs.debugPlatform ? 'plain' : 'rawjson'
       )
     )
-    if (inputs.push) docker(inspectArgs(builder, source))
+    if (inputs.push) commands.push(['GET', source])
   }
   if (inputs.push) {
+    // Reads and the writes after the first tag go straight to the registry
+    // (GET, PUT); where it does not answer plainly, buildx does them
+    // (imagetools inspect --raw, imagetools create from ${mirror}@digest).
     for (const mirror of inputs.mirrors) {
       const refs = inputs.tags.map(tag => `${mirror}:${tag}`)
-      refs.forEach(ref => docker(inspectArgs(builder, ref)))
+      refs.forEach(ref => commands.push(['GET', ref]))
       docker(copyArgs(builder, mirror, inputs.tags.slice(0, 1), source))
-      if (inputs.tags.length > 1) {
-        docker(
-          copyArgs(builder, mirror, inputs.tags.slice(1), `${mirror}@${DIGEST}`)
-        )
-      }
-      refs.forEach(ref => docker(inspectArgs(builder, ref)))
+      refs.slice(1).forEach(ref => commands.push(['PUT', ref, DIGEST]))
+      refs.forEach(ref => commands.push(['GET', ref]))
     }
   }
   // The post step.

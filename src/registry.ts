@@ -124,7 +124,8 @@ export async function answerChallenge(
   url.searchParams.set('scope', scope)
   const response = await request(url, {
     headers: credential ? {Authorization: `Basic ${credential}`} : {},
-    signal: AbortSignal.timeout(30_000)
+    redirect: 'manual',
+    signal: AbortSignal.timeout(20_000)
   })
   if (!response.ok) return undefined
   const body = (await response.json()) as {
@@ -133,6 +134,48 @@ export async function answerChallenge(
   }
   const token = body.token ?? body.access_token
   return token ? `Bearer ${token}` : undefined
+}
+
+// A proxy in the environment is for buildx to honour: Node's fetch would
+// ignore it and wait for a connection that never comes. Loopback is never
+// proxied.
+export function proxied(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env
+): boolean {
+  const {protocol, host} = new URL(url)
+  if (baseUrl(host).startsWith('http:') && protocol === 'http:') return false
+  const names =
+    protocol === 'https:'
+      ? ['HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy']
+      : ['HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy']
+  return names.some(name => Boolean(env[name]))
+}
+
+interface Answer {
+  status: number
+  headers: Headers
+  bytes: Buffer
+  authenticated: boolean
+}
+
+// The parts of a manifest this client relies on: JSON, schema version 2,
+// a media type it knows.
+function manifestType(bytes: Buffer, contentType: string): string | undefined {
+  let body: unknown
+  try {
+    body = JSON.parse(bytes.toString('utf8'))
+  } catch {
+    return undefined
+  }
+  if (typeof body !== 'object' || body === null) return undefined
+  const {schemaVersion, mediaType} = body as {
+    schemaVersion?: unknown
+    mediaType?: unknown
+  }
+  if (schemaVersion !== 2) return undefined
+  const type = typeof mediaType === 'string' ? mediaType : contentType
+  return MANIFEST_TYPES.includes(type) ? type : undefined
 }
 
 // One client per run: it remembers each repository's Authorization header,
@@ -145,93 +188,124 @@ export class RegistryClient {
 
   async read(ref: string): Promise<ReadResult | undefined> {
     const where = target(ref)
-    const response = await this.send(where, 'GET', {
+    const answer = await this.exchange(where, 'GET', {
       Accept: MANIFEST_TYPES.join(', ')
     })
-    if (!response) return undefined
-    if (response.status === 404) {
-      await response.body?.cancel()
+    if (!answer) return undefined
+    if (answer.status === 404) {
+      // A registry may hide a private repository from anonymous callers
+      // behind 404: with credentials at hand, buildx decides.
+      if (!answer.authenticated && this.credential(where.host)) {
+        return undefined
+      }
       return {missing: true}
     }
-    if (response.status !== 200) {
-      await response.body?.cancel()
-      return undefined
-    }
-    const bytes = Buffer.from(await response.arrayBuffer())
-    const digest = sha256(bytes)
+    if (answer.status !== 200) return undefined
+    const contentType =
+      answer.headers.get('content-type')?.split(';')[0].trim() ?? ''
+    const mediaType = manifestType(answer.bytes, contentType)
+    if (!mediaType) return undefined
+    const digest = sha256(answer.bytes)
     if (where.reference.includes(':') && where.reference !== digest) {
       return undefined
     }
-    const mediaType =
-      response.headers.get('content-type')?.split(';')[0].trim() ?? ''
-    return {manifest: {bytes, digest, mediaType}}
+    return {manifest: {bytes: answer.bytes, digest, mediaType}}
   }
 
-  // True once the registry answered 201 with the digest of these bytes.
+  // True once the registry answered 201 naming the digest of these bytes.
   async write(ref: string, manifest: Manifest): Promise<boolean> {
     if (!MANIFEST_TYPES.includes(manifest.mediaType)) return false
-    const response = await this.send(
+    const answer = await this.exchange(
       target(ref),
       'PUT',
       {'Content-Type': manifest.mediaType},
       manifest.bytes
     )
-    if (!response) return false
-    await response.body?.cancel()
-    const digest = response.headers.get('docker-content-digest')
-    return response.status === 201 && (!digest || digest === manifest.digest)
+    return (
+      answer?.status === 201 &&
+      answer.headers.get('docker-content-digest') === manifest.digest
+    )
   }
 
-  private async send(
+  private credential(host: string): string | undefined {
+    this.auths ??= runAuths()
+    return credentialFor(host, this.auths)
+  }
+
+  // A request and its whole answer; undefined for anything but an answer
+  // from the registry itself (network, TLS, timeout, proxy, refused auth).
+  private async exchange(
     where: Target,
     method: string,
     headers: Record<string, string>,
     body?: Buffer
-  ): Promise<Response | undefined> {
+  ): Promise<Answer | undefined> {
     const url = `${baseUrl(where.host)}/v2/${where.repository}/manifests/${where.reference}`
-    const key = `${where.host}/${where.repository}`
+    if (proxied(url)) return undefined
+    const key = `${registryKey(where.host)}/${where.repository}`
+    const once = async (authorization?: string): Promise<Answer> => {
+      const response = await this.request(url, {
+        method,
+        headers: authorization
+          ? {...headers, Authorization: authorization}
+          : headers,
+        body: body ? new Uint8Array(body) : undefined,
+        // A redirect is left to buildx: the Authorization header is for
+        // this registry alone.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(20_000)
+      })
+      const bytes = Buffer.from(await response.arrayBuffer())
+      return {
+        status: response.status,
+        headers: response.headers,
+        bytes,
+        authenticated: Boolean(authorization)
+      }
+    }
     try {
-      let authorization = await this.headers.get(key)
-      const go = (): Promise<Response> =>
-        this.request(url, {
-          method,
-          headers: authorization
-            ? {...headers, Authorization: authorization}
-            : headers,
-          body: body ? new Uint8Array(body) : undefined,
-          // A redirect is left to buildx: the Authorization header is for
-          // this registry alone.
-          redirect: 'manual',
-          signal: AbortSignal.timeout(60_000)
-        })
-      let response = await go()
-      if (response.status !== 401) return response
-      await response.body?.cancel()
-      // One challenge per repository; parallel requests wait for it.
-      const challenge = response.headers.get('www-authenticate')
-      if (!this.headers.has(key) || authorization) {
-        this.auths ??= runAuths()
-        this.headers.set(
-          key,
-          answerChallenge(
-            challenge,
-            credentialFor(where.host, this.auths),
-            `repository:${where.repository}:pull,push`,
-            this.request
-          ).catch(() => undefined)
-        )
-      }
-      const answered = await this.headers.get(key)
-      if (!answered || answered === authorization) return undefined
-      authorization = answered
-      response = await go()
-      if (response.status === 401) {
-        await response.body?.cancel()
-        return undefined
-      }
-      return response
+      const cached = await this.headers.get(key)
+      const first = await once(cached)
+      if (first.status !== 401) return first
+      const fresh = await this.authorize(
+        key,
+        where,
+        first.headers.get('www-authenticate'),
+        cached
+      )
+      if (!fresh) return undefined
+      const second = await once(fresh)
+      return second.status === 401 ? undefined : second
     } catch {
       return undefined
     }
+  }
+
+  // One challenge answered per repository at a time: a request whose header
+  // went stale replaces it only if no other request has done so already,
+  // and a failed answer is forgotten, so a later request asks again.
+  private async authorize(
+    key: string,
+    where: Target,
+    challenge: string | null,
+    stale: string | undefined
+  ): Promise<string | undefined> {
+    const pending = this.headers.get(key)
+    if (pending) {
+      const value = await pending
+      const current = this.headers.get(key)
+      if (current !== pending) return current
+      if (value && value !== stale) return value
+    }
+    const fresh = answerChallenge(
+      challenge,
+      this.credential(where.host),
+      `repository:${where.repository}:pull,push`,
+      this.request
+    ).catch(() => undefined)
+    this.headers.set(key, fresh)
+    const value = await fresh
+    if (!value && this.headers.get(key) === fresh) this.headers.delete(key)
+    return value
   }
 }

@@ -2,6 +2,7 @@ import {join} from 'node:path'
 import {startFaultProxy, type FaultProxy} from './fault-proxy.mjs'
 import {
   attestationsOf,
+  directWrites,
   FIXTURES,
   REG,
   USERS,
@@ -226,6 +227,39 @@ describe('mirrors behind faults', () => {
     expect(annotations[0]).toMatch(/connection reset/)
     expect(run.summary.match(/FAILED/g)).toHaveLength(1)
     expect(run.summary.match(/copied, verified/g)).toHaveLength(2)
+  })
+
+  it('copies a tag the registry will not take directly with imagetools create', async () => {
+    const repo = uniqueRepo('direct')
+    proxy = await startFaultProxy({
+      target: REG.m3,
+      rules: [
+        {method: 'PUT', path: '/manifests/v1\\.0$', action: 'status', times: 1}
+      ]
+    })
+    const mirror = `${proxy.address}/${repo}`
+    const run = release(repo, [mirror], authYaml('hub'), {
+      tags: 'v1,v1.0,latest'
+    })
+    expect(run.stdout).not.toMatch(/::error/)
+    expect(run.status).toBe(0)
+    const digest = run.outputs.digest
+    expect(directWrites(run, mirror, digest)).toEqual(['latest'])
+    expect(run.stdout).toContain(
+      `${mirror}: the registry did not take a direct write to v1.0; ` +
+        'imagetools create copies them'
+    )
+    const creates = commandsOf(run, 'buildx', 'imagetools', 'create').filter(
+      argv => argv.some(arg => arg.startsWith(`${mirror}:`))
+    )
+    expect(creates.map(argv => argv.slice(-3))).toEqual([
+      ['--tag', `${mirror}:v1`, `${REG.hub}/${repo}@${digest}`],
+      ['--tag', `${mirror}:v1.0`, `${mirror}@${digest}`]
+    ])
+    expect(results(run)[0]).toMatchObject({status: 'done', attempts: 3})
+    for (const tag of ['v1', 'v1.0', 'latest']) {
+      expect((await manifest(REG.m3, repo, tag)).digest).toBe(digest)
+    }
   })
 
   it('catches a write that was acknowledged but never landed', async () => {

@@ -58,9 +58,7 @@ describe('dry-run plan in mirror-only mode', () => {
     expect(lines.join('\n')).not.toMatch(
       /buildx build|--privileged|buildx create/
     )
-    expect(lines).toContain(
-      'docker buildx imagetools inspect --raw ossrs/srs:v6.0.145'
-    )
+    expect(lines).toContain('GET ossrs/srs:v6.0.145')
     expect(lines).toContain(
       'docker buildx imagetools create --tag registry.cn-hangzhou.aliyuncs.com/ossrs/srs:v6.0.145 ossrs/srs@<digest>'
     )

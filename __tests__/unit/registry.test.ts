@@ -1,5 +1,10 @@
 import {mkdtempSync, writeFileSync} from 'node:fs'
-import {createServer, type IncomingMessage, type Server} from 'node:http'
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse
+} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -8,6 +13,7 @@ import {
   answerChallenge,
   baseUrl,
   credentialFor,
+  proxied,
   sha256,
   target
 } from '../../src/registry.js'
@@ -144,10 +150,16 @@ function tinyRegistry(): {
   seen: Seen[]
   manifests: Map<string, {body: Buffer; type: string}>
   fail: Map<string, number>
+  custom: Map<string, (res: ServerResponse) => void>
+  tokens: {generation: number; down: number}
 } {
   const seen: Seen[] = []
   const manifests = new Map<string, {body: Buffer; type: string}>()
   const fail = new Map<string, number>()
+  // Answers of its own for some manifest keys; a token generation that
+  // turns every earlier token stale; token answers that fail for a while.
+  const custom = new Map<string, (res: ServerResponse) => void>()
+  const tokens = {generation: 0, down: 0}
   let server: Server
   let address = ''
   const body = (req: IncomingMessage): Promise<Buffer> =>
@@ -168,13 +180,20 @@ function tinyRegistry(): {
             authorization: req.headers.authorization
           })
           if (url.pathname === '/token') {
+            if (tokens.down > 0) {
+              tokens.down--
+              res.writeHead(503).end()
+              return
+            }
             const ok =
               req.headers.authorization ===
               `Basic ${Buffer.from('ci:pw').toString('base64')}`
             res.writeHead(ok ? 200 : 401, {'Content-Type': 'application/json'})
             res.end(
               ok
-                ? JSON.stringify({token: `t-${url.searchParams.get('scope')}`})
+                ? JSON.stringify({
+                    token: `t${tokens.generation}-${url.searchParams.get('scope')}`
+                  })
                 : '{}'
             )
             return
@@ -184,7 +203,13 @@ function tinyRegistry(): {
             res.writeHead(404).end()
             return
           }
-          if (!req.headers.authorization?.startsWith('Bearer t-repository:')) {
+          const answer = custom.get(`${match[1]}:${match[2]}`)
+          if (answer) {
+            answer(res)
+            return
+          }
+          const current = `Bearer t${tokens.generation}-repository:`
+          if (!req.headers.authorization?.startsWith(current)) {
             res.writeHead(401, {
               'WWW-Authenticate': `Bearer realm="http://${address}/token",service="tiny"`
             })
@@ -225,7 +250,7 @@ function tinyRegistry(): {
       server.closeAllConnections()
       server.close(() => done())
     })
-  return {start, stop, seen, manifests, fail}
+  return {start, stop, seen, manifests, fail, custom, tokens}
 }
 
 describe('RegistryClient against a registry with Bearer tokens', () => {
@@ -338,6 +363,100 @@ describe('RegistryClient against a registry with Bearer tokens', () => {
     } finally {
       process.env.DOCKER_CONFIG = previousConfig
     }
+  })
+
+  it('leaves a 200 that is no manifest, or a cut body, to buildx', async () => {
+    const client = new RegistryClient()
+    const answers: [string, (res: ServerResponse) => void][] = [
+      [
+        'html',
+        res => res.writeHead(200, {'Content-Type': 'text/html'}).end('<html>')
+      ],
+      ['empty', res => res.writeHead(200).end()],
+      [
+        'schema1',
+        res =>
+          res
+            .writeHead(200, {'Content-Type': manifest.mediaType})
+            .end('{"schemaVersion":1}')
+      ],
+      [
+        'cut',
+        res => {
+          res.writeHead(200, {
+            'Content-Type': manifest.mediaType,
+            'Content-Length': String(index.length)
+          })
+          res.write(index.subarray(0, 20))
+          res.destroy()
+        }
+      ]
+    ]
+    for (const [tag, answer] of answers) {
+      registry.custom.set(`ossrs/srs:${tag}`, answer)
+      expect([tag, await client.read(`${host}/ossrs/srs:${tag}`)]).toEqual([
+        tag,
+        undefined
+      ])
+    }
+  })
+
+  it('counts a 201 as written only when it names the digest', async () => {
+    const client = new RegistryClient()
+    registry.custom.set('ossrs/srs:nodigest', res => res.writeHead(201).end())
+    registry.custom.set('ossrs/srs:otherdigest', res =>
+      res
+        .writeHead(201, {'Docker-Content-Digest': `sha256:${'1'.repeat(64)}`})
+        .end()
+    )
+    expect(await client.write(`${host}/ossrs/srs:nodigest`, manifest)).toBe(
+      false
+    )
+    expect(await client.write(`${host}/ossrs/srs:otherdigest`, manifest)).toBe(
+      false
+    )
+  })
+
+  it('refreshes a stale token once for parallel requests', async () => {
+    const client = new RegistryClient()
+    await client.write(`${host}/ossrs/srs:v1`, manifest)
+    registry.tokens.generation++
+    registry.seen.length = 0
+    const read = await Promise.all(
+      ['v1', 'v1', 'v1', 'v1', 'v1', 'v1'].map(tag =>
+        client.read(`${host}/ossrs/srs:${tag}`)
+      )
+    )
+    expect(read).toEqual(read.map(() => ({manifest})))
+    expect(registry.seen.filter(r => r.url.startsWith('/token'))).toHaveLength(
+      1
+    )
+  })
+
+  it('asks for a token again after the token service failed once', async () => {
+    const client = new RegistryClient()
+    registry.tokens.generation++
+    registry.tokens.down = 1
+    expect(await client.read(`${host}/ossrs/srs:v1`)).toBeUndefined()
+    expect(await client.read(`${host}/ossrs/srs:v1`)).toEqual({manifest})
+  })
+
+  it('leaves an anonymous 404 to buildx when it holds credentials', async () => {
+    const client = new RegistryClient()
+    registry.custom.set('ossrs/srs:hidden', res => res.writeHead(404).end())
+    expect(await client.read(`${host}/ossrs/srs:hidden`)).toBeUndefined()
+  })
+
+  it('stays out of the way of a proxy, except on loopback', () => {
+    const env = {HTTPS_PROXY: 'http://proxy.example:3128'}
+    expect(proxied('https://registry.example.com/v2/', env)).toBe(true)
+    expect(proxied('https://registry.example.com/v2/', {})).toBe(false)
+    expect(
+      proxied('http://127.0.0.1:5002/v2/', {...env, HTTP_PROXY: 'x'})
+    ).toBe(false)
+    expect(proxied('http://registry.example.com/v2/', {http_proxy: 'x'})).toBe(
+      true
+    )
   })
 
   it('answers undefined when nothing listens', async () => {
