@@ -37733,6 +37733,7 @@ var auth_header_dist = __nccwpck_require__(8009);
 
 
 
+
 // The few registry requests the mirror phase makes itself, where a buildx
 // process per request costs more than the request: reading a tag's manifest
 // and writing a manifest whose blobs the repository already holds. Each
@@ -37975,6 +37976,9 @@ class RegistryClient {
         const value = await fresh;
         if (!value && this.headers.get(key) === fresh)
             this.headers.delete(key);
+        // A token is never printed; masked all the same, like the passwords.
+        if (value?.startsWith('Bearer '))
+            lib_core/* setSecret */.Pq(value.slice(7));
         return value;
     }
 }

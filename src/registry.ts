@@ -1,3 +1,4 @@
+import * as core from '@actions/core'
 import {parse as parseChallenge} from 'auth-header'
 import {createHash} from 'node:crypto'
 import {existsSync, readFileSync} from 'node:fs'
@@ -306,6 +307,8 @@ export class RegistryClient {
     this.headers.set(key, fresh)
     const value = await fresh
     if (!value && this.headers.get(key) === fresh) this.headers.delete(key)
+    // A token is never printed; masked all the same, like the passwords.
+    if (value?.startsWith('Bearer ')) core.setSecret(value.slice(7))
     return value
   }
 }

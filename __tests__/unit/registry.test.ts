@@ -1,3 +1,4 @@
+import {jest} from '@jest/globals'
 import {mkdtempSync, writeFileSync} from 'node:fs'
 import {
   createServer,
@@ -289,6 +290,13 @@ describe('RegistryClient against a registry with Bearer tokens', () => {
   })
 
   it('writes six tags and reads them back, fetching one token', async () => {
+    const printed: string[] = []
+    const write = jest
+      .spyOn(process.stdout, 'write')
+      .mockImplementation((chunk: string | Uint8Array) => {
+        printed.push(String(chunk))
+        return true
+      })
     const client = new RegistryClient()
     const tags = ['v6.0.1', '6.0.1', '6', 'v6', '6.0', 'latest']
     const written = await Promise.all(
@@ -308,6 +316,11 @@ describe('RegistryClient against a registry with Bearer tokens', () => {
     )
     // 6 challenged, 6 written, 6 read, and the token.
     expect(registry.seen).toHaveLength(19)
+    write.mockRestore()
+    // The token is masked, though nothing prints it.
+    expect(printed.join('')).toContain(
+      '::add-mask::t0-repository:ossrs/srs:pull,push'
+    )
   })
 
   it('reads a digest back only when the bytes hash to it', async () => {
