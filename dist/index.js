@@ -31926,7 +31926,24 @@ async function prepareBuilder(inputs) {
             echo: true
         });
     }
-    await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), subject: name, echo: true });
+    try {
+        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_3__/* .run */ .eF)({ phase: PHASE, args: bootArgs(name), subject: name, echo: true });
+    }
+    catch (error) {
+        const endpoints = [
+            ...(inputs.driver === 'remote' ? [`endpoint ${inputs.endpoint}`] : []),
+            ...inputs.nodes.map((node, i) => `nodes entry ${i + 1} (${node.endpoint})`)
+        ];
+        if (endpoints.length === 0 || !(error instanceof Error))
+            throw error;
+        // buildx says only "context deadline exceeded" for an endpoint it
+        // cannot reach or whose TLS handshake fails.
+        error.message +=
+            `\nThe builder could not reach every BuildKit of ` +
+                `${endpoints.join(', ')}: check the address, that it listens, and ` +
+                'the TLS files in driver-opts (cacert, cert, key) it needs.';
+        throw error;
+    }
     return name;
 }
 async function removeBuilder(name) {
@@ -32290,8 +32307,10 @@ async function run(command) {
 function failure(command, result) {
     const reason = errorLines(result.stderr || result.stdout);
     const verb = command.args.slice(0, 2).join(' ');
-    return (`docker ${verb} exited with ${result.exitCode}` +
-        (reason ? `: ${reason}` : ''));
+    const ended = result.timedOut
+        ? `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`
+        : `exited with ${result.exitCode}`;
+    return `docker ${verb} ${ended}` + (reason ? `: ${reason}` : '');
 }
 // buildx prints its progress on stderr too; the lines that say what went
 // wrong start with ERROR (or error:). Without them, the last few lines.
@@ -32357,7 +32376,7 @@ function start(command, onOutput, escalation = ESCALATION) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5286);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2392);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6661);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 
@@ -32376,6 +32395,7 @@ __webpack_async_result__();
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   P4: () => (/* binding */ useRunConfig),
+/* harmony export */   XS: () => (/* binding */ mirrorOnlyRegistries),
 /* harmony export */   be: () => (/* binding */ loginArgs),
 /* harmony export */   iD: () => (/* binding */ login),
 /* harmony export */   m9: () => (/* binding */ logoutArgs)
@@ -32389,7 +32409,9 @@ __webpack_async_result__();
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
 /* harmony import */ var _exec_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4981);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2462);
+/* harmony import */ var _reference_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8286);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2462);
+
 
 
 
@@ -32437,30 +32459,53 @@ function useRunConfig(tempDir) {
     const buildxConfig = process.env.BUILDX_CONFIG || (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(userDir, 'buildx');
     process.env.DOCKER_CONFIG = dir;
     process.env.BUILDX_CONFIG = buildxConfig;
-    _state_js__WEBPACK_IMPORTED_MODULE_5__/* .record */ .g1({ dockerConfig: dir, buildxConfig });
+    _state_js__WEBPACK_IMPORTED_MODULE_6__/* .record */ .g1({ dockerConfig: dir, buildxConfig });
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Docker config for this run: ${dir}`);
     return dir;
 }
-async function login(credentials) {
+// Registries that only mirrors use: with mirror-failure: warn, a login
+// refused there must not stop the release, only those mirrors.
+function mirrorOnlyRegistries(inputs) {
+    if (inputs.mirrorFailure !== 'warn')
+        return new Set();
+    const hostOf = (ref) => (0,_reference_js__WEBPACK_IMPORTED_MODULE_5__/* .registryKey */ .n7)((0,_reference_js__WEBPACK_IMPORTED_MODULE_5__/* .parseReference */ .F2)(ref).domain);
+    const used = new Set([inputs.image, inputs.source].filter(Boolean).map(hostOf));
+    const caches = [...inputs.cacheFrom, ...inputs.cacheTo].join('\n');
+    return new Set(inputs.mirrors
+        .map(hostOf)
+        .filter(host => !used.has(host) && !caches.includes(host)));
+}
+async function login(credentials, forgivable = new Set()) {
     const done = [];
     for (const credential of credentials) {
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Logging in to ${credential.registry} as ${credential.username}`);
-        await (0,_exec_js__WEBPACK_IMPORTED_MODULE_4__/* .run */ .eF)({
-            phase: PHASE,
-            args: loginArgs(credential),
-            subject: credential.registry,
-            stdin: credential.password
-        });
+        try {
+            await (0,_exec_js__WEBPACK_IMPORTED_MODULE_4__/* .run */ .eF)({
+                phase: PHASE,
+                args: loginArgs(credential),
+                subject: credential.registry,
+                stdin: credential.password,
+                timeoutMs: 120_000
+            });
+        }
+        catch (error) {
+            if (!forgivable.has((0,_reference_js__WEBPACK_IMPORTED_MODULE_5__/* .registryKey */ .n7)(credential.registry)))
+                throw error;
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${message(error)}\nmirror-failure: warn, so the release goes on; ` +
+                `the mirrors on ${credential.registry} will fail.`, { title: `Login to ${credential.registry}` });
+            continue;
+        }
         done.push(credential.registry);
-        _state_js__WEBPACK_IMPORTED_MODULE_5__/* .record */ .g1({ logins: [...done] });
+        _state_js__WEBPACK_IMPORTED_MODULE_6__/* .record */ .g1({ logins: [...done] });
     }
     return done;
 }
+const message = (error) => error instanceof Error ? error.message : String(error);
 
 
 /***/ }),
 
-/***/ 5286:
+/***/ 2392:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -35424,93 +35469,8 @@ function parseList(text, newlinesOnly = false) {
 
 // EXTERNAL MODULE: ./src/platforms.ts
 var src_platforms = __nccwpck_require__(2180);
-;// CONCATENATED MODULE: ./src/reference.ts
-// Image references after the distribution project's grammar
-// (github.com/distribution/reference, regexp.go), kept to what the action
-// needs: a repository with an optional tag or digest.
-const alnum = '[a-z0-9]+';
-const separator = '(?:[._]|__|[-]+)';
-const pathComponent = `${alnum}(?:${separator}${alnum})*`;
-const domainComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const domain = `(?:${domainComponent}(?:\\.${domainComponent})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
-const PATH = new RegExp(`^${pathComponent}(?:/${pathComponent})*$`);
-const DOMAIN = new RegExp(`^${domain}$`);
-const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$/;
-const DOCKER_HUB = 'docker.io';
-const HUB_SPELLINGS = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
-class ReferenceError extends Error {
-}
-function parseReference(text) {
-    let rest = text.trim();
-    if (!rest)
-        throw new ReferenceError('empty reference');
-    let digest;
-    const at = rest.indexOf('@');
-    if (at >= 0) {
-        digest = rest.slice(at + 1);
-        rest = rest.slice(0, at);
-        if (!DIGEST.test(digest)) {
-            throw new ReferenceError(`invalid digest "${digest}"`);
-        }
-    }
-    let tag;
-    const colon = rest.lastIndexOf(':');
-    if (colon > rest.lastIndexOf('/')) {
-        tag = rest.slice(colon + 1);
-        rest = rest.slice(0, colon);
-        if (!TAG.test(tag)) {
-            throw new ReferenceError(tag ? `invalid tag "${tag}"` : 'empty tag after ":"');
-        }
-    }
-    const slash = rest.indexOf('/');
-    const first = slash < 0 ? '' : rest.slice(0, slash);
-    const isDomain = slash >= 0 &&
-        (first.includes('.') || first.includes(':') || first === 'localhost');
-    const host = isDomain ? first.toLowerCase() : '';
-    const given = isDomain ? rest.slice(slash + 1) : rest;
-    const path = given.toLowerCase();
-    if (isDomain && !DOMAIN.test(host)) {
-        throw new ReferenceError(`invalid registry host "${first}"`);
-    }
-    if (!PATH.test(path)) {
-        throw new ReferenceError(`invalid repository path "${given}" (lower-case letters, digits and ` +
-            'separators . _ __ - between them, components split by /)');
-    }
-    const reference = { domain: host, path };
-    if (tag !== undefined)
-        reference.tag = tag;
-    if (digest !== undefined)
-        reference.digest = digest;
-    if (path !== given)
-        reference.lowered = true;
-    return reference;
-}
-// The repository as it goes on a command line: host as given, path lowered.
-function repositoryName(reference) {
-    return reference.domain
-        ? `${reference.domain}/${reference.path}`
-        : reference.path;
-}
-// One key per registry, whatever spelling of Docker Hub was used.
-function registryKey(host) {
-    const lowered = host
-        .trim()
-        .toLowerCase()
-        .replace(/^https?:\/\//, '');
-    const bare = lowered.replace(/\/.*$/, '');
-    return bare === '' || HUB_SPELLINGS.includes(bare) ? DOCKER_HUB : bare;
-}
-// One key per repository: `ossrs/srs` and `docker.io/ossrs/srs` are equal,
-// and so are `busybox` and `docker.io/library/busybox`.
-function repositoryKey(reference) {
-    const registry = registryKey(reference.domain);
-    const path = registry === DOCKER_HUB && !reference.path.includes('/')
-        ? `library/${reference.path}`
-        : reference.path;
-    return `${registry}/${path}`;
-}
-
+// EXTERNAL MODULE: ./src/reference.ts
+var src_reference = __nccwpck_require__(8286);
 ;// CONCATENATED MODULE: ./src/tags.ts
 
 
@@ -35556,7 +35516,7 @@ function cleanTag(name) {
         .replace(/[^\w.-]+/g, '-')
         .replace(/^[.-]+/, '')
         .slice(0, 128);
-    return TAG.test(cleaned) ? cleaned : '';
+    return src_reference/* TAG */.Dk.test(cleaned) ? cleaned : '';
 }
 // The default scheme, when `tags` is empty.
 function defaultTags(context) {
@@ -35711,7 +35671,7 @@ function versionLabel(stdout) {
 
 
 
-const inputs_DIGEST = /^sha256:[a-f0-9]{64}$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const DEFAULT_PLATFORMS = 'linux/amd64,linux/arm64/v8,linux/arm/v7';
 // Pinned to the release many projects fell back to when QEMU 9.2 in
 // binfmt:latest broke arm builds (tonistiigi/binfmt#240); moving it is a
@@ -35748,7 +35708,7 @@ function getInputs(env = process.env) {
     const source = read('source').trim();
     if (source) {
         try {
-            const parsed = parseReference(source);
+            const parsed = (0,src_reference/* parseReference */.F2)(source);
             if (parsed.lowered) {
                 problems.add('source', source, 'must be lower-case in its repository path');
             }
@@ -35918,7 +35878,7 @@ function getInputs(env = process.env) {
     }
     const qemuImage = read('qemu-image') || DEFAULT_QEMU_IMAGE;
     try {
-        parseReference(qemuImage);
+        (0,src_reference/* parseReference */.F2)(qemuImage);
     }
     catch (error) {
         problems.add('qemu-image', qemuImage, `is not an image reference: ${message(error)}`);
@@ -35961,6 +35921,24 @@ function getInputs(env = process.env) {
     for (const { id, path } of secretFiles) {
         if (id && !isFile(path))
             problems.add('secret-files', `${id}=${path}`, 'names no file');
+    }
+    // TLS files of a builder's nodes: buildx would only time out on them.
+    if (driver !== 'docker') {
+        const opts = [
+            ['driver-opts', driverOpts],
+            ...nodes.map((node, i) => [
+                `nodes (entry ${i + 1})`,
+                node.driverOpts
+            ])
+        ];
+        for (const [name, list] of opts) {
+            for (const opt of list) {
+                const [key, path] = opt.split(/=(.*)/s);
+                if (TLS_FILES.includes(key) && !isFile(path ?? '')) {
+                    problems.add(name, opt, `names no file (${key})`);
+                }
+            }
+        }
     }
     const noCache = booleanInput('no-cache', read('no-cache'), false, problems);
     const pull = booleanInput('pull', read('pull'), false, problems);
@@ -36088,12 +36066,12 @@ function repositoryInput(input, value, problems, required) {
         return '';
     }
     try {
-        const reference = parseReference(value);
+        const reference = (0,src_reference/* parseReference */.F2)(value);
         if (reference.tag !== undefined || reference.digest !== undefined) {
             problems.add(input, value, 'must be a repository without tag or digest (tags go in `tags`)');
             return '';
         }
-        const name = repositoryName(reference);
+        const name = (0,src_reference/* repositoryName */.aR)(reference);
         if (reference.lowered) {
             notice(`${input}: repository "${value.trim()}" lower-cased to "${name}"`);
         }
@@ -36105,7 +36083,7 @@ function repositoryInput(input, value, problems, required) {
     }
 }
 function sameRepository(a, b) {
-    return repositoryKey(parseReference(a)) === repositoryKey(parseReference(b));
+    return (0,src_reference/* repositoryKey */.Kq)((0,src_reference/* parseReference */.F2)(a)) === (0,src_reference/* repositoryKey */.Kq)((0,src_reference/* parseReference */.F2)(b));
 }
 function tagList(text, context, problems) {
     const given = parseList(text);
@@ -36139,7 +36117,7 @@ function tagList(text, context, problems) {
             problems.add('tags', tag, 'is not a bare tag; put the repository in `image` (and copies in ' +
                 '`mirrors`) and only the tag, such as v1.2.3, here');
         }
-        else if (!TAG.test(tag)) {
+        else if (!src_reference/* TAG */.Dk.test(tag)) {
             const bad = [...tag].find(c => !/[\w.-]/.test(c));
             const why = bad
                 ? `holds "${bad}", which Docker forbids in a tag`
@@ -36196,8 +36174,11 @@ function platformList(text, problems) {
 // print them in their platform-digest output.
 function digestList(text, problems) {
     const entries = [];
-    const lines = text.split(/\r?\n/).map(line => line.trim());
-    lines.forEach((line, index) => {
+    // One pair a line, as platform-digest outputs come; commas also part
+    // pairs, as in every other list input.
+    const lines = text.split(/\r?\n/);
+    const pairs = lines.flatMap((line, index) => line.split(',').map(pair => ({ pair: pair.trim(), index })));
+    pairs.forEach(({ pair: line, index }) => {
         if (!line)
             return;
         const where = `line ${index + 1}`;
@@ -36215,7 +36196,7 @@ function digestList(text, problems) {
             problems.add('digests', line, `(${where}) has no valid platform: ${message(error)}`);
             return;
         }
-        if (!inputs_DIGEST.test(digest)) {
+        if (!DIGEST.test(digest)) {
             problems.add('digests', line, `(${where}) has no digest of the form sha256:<64 hex>`);
             return;
         }
@@ -36401,7 +36382,7 @@ function credentialList(text, env, problems, pullRequest) {
             problems.list.push(`${where} (${name}): ${from}`);
             continue;
         }
-        const key = registryKey(registry);
+        const key = (0,src_reference/* registryKey */.n7)(registry);
         if (credentials.some(known => known.key === key)) {
             problems.list.push(`registry-auth: registry "${registry || key}" is given twice; Docker ` +
                 'keeps one identity per registry');
@@ -36429,12 +36410,12 @@ function secretList(lines, problems) {
 // A credential for a registry the run never touches is most likely a typo
 // in a host name; the login would succeed and the push would then fail.
 function warnUnusedCredentials(credentials, repositories, cacheRefs) {
-    const hosts = new Set(repositories.filter(Boolean).map(r => registryKey(parseReference(r).domain)));
+    const hosts = new Set(repositories.filter(Boolean).map(r => (0,src_reference/* registryKey */.n7)((0,src_reference/* parseReference */.F2)(r).domain)));
     for (const entry of cacheRefs) {
         const ref = /(?:^|,)ref=([^,]+)/.exec(entry)?.[1];
         if (ref) {
             try {
-                hosts.add(registryKey(parseReference(ref).domain));
+                hosts.add((0,src_reference/* registryKey */.n7)((0,src_reference/* parseReference */.F2)(ref).domain));
             }
             catch {
                 // An odd cache ref is buildx's to judge.
@@ -36465,6 +36446,9 @@ function withOciLabels(labels, version, env) {
         .map(([key, value]) => `${key}=${value}`);
     return [...labels, ...added];
 }
+// Driver options that name a file on this runner (docker-container and
+// remote TLS; kubernetes' are paths inside the cluster).
+const TLS_FILES = ['cacert', 'cert', 'key'];
 const isFile = (path) => (0,external_node_fs_.statSync)(path, { throwIfNoEntry: false })?.isFile() ?? false;
 const isDirectory = (path) => (0,external_node_fs_.statSync)(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 function numberInput(input, value, fallback, problems, unit = 'minutes; 0 turns it off') {
@@ -36476,8 +36460,10 @@ function numberInput(input, value, fallback, problems, unit = 'minutes; 0 turns 
         return fallback;
     }
     const number = Number(text);
-    if (number < 0)
+    if (number < 0) {
         problems.add(input, value, `must not be negative (${unit})`);
+        return fallback;
+    }
     return number;
 }
 function booleanInput(input, value, fallback, problems) {
@@ -37748,8 +37734,8 @@ const MANIFEST_TYPES = [
     'application/vnd.docker.distribution.manifest.v2+json'
 ];
 function target(ref) {
-    const parsed = parseReference(ref);
-    const hub = registryKey(parsed.domain) === DOCKER_HUB;
+    const parsed = (0,src_reference/* parseReference */.F2)(ref);
+    const hub = (0,src_reference/* registryKey */.n7)(parsed.domain) === src_reference/* DOCKER_HUB */.Xb;
     return {
         host: parsed.domain,
         repository: hub && !parsed.path.includes('/')
@@ -37760,7 +37746,7 @@ function target(ref) {
 }
 // Docker treats loopback registries as plain HTTP; everything else is TLS.
 function baseUrl(host) {
-    if (registryKey(host) === DOCKER_HUB)
+    if ((0,src_reference/* registryKey */.n7)(host) === src_reference/* DOCKER_HUB */.Xb)
         return 'https://registry-1.docker.io';
     const name = host.replace(/:\d+$/, '');
     const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(name);
@@ -37770,11 +37756,11 @@ const sha256 = (bytes) => `sha256:${(0,external_node_crypto_.createHash)('sha256
 // The `auth` of the run's Docker config that docker login wrote: user and
 // password, base64. Hub's entry is keyed by its old index URL.
 function credentialFor(host, auths) {
-    const key = registryKey(host);
+    const key = (0,src_reference/* registryKey */.n7)(host);
     for (const [name, entry] of Object.entries(auths)) {
-        const named = key === DOCKER_HUB
-            ? registryKey(name) === DOCKER_HUB
-            : registryKey(name) === key;
+        const named = key === src_reference/* DOCKER_HUB */.Xb
+            ? (0,src_reference/* registryKey */.n7)(name) === src_reference/* DOCKER_HUB */.Xb
+            : (0,src_reference/* registryKey */.n7)(name) === key;
         if (named && entry.auth)
             return entry.auth;
     }
@@ -37868,6 +37854,7 @@ function manifestType(bytes, contentType) {
     const type = typeof mediaType === 'string' ? mediaType : contentType;
     return MANIFEST_TYPES.includes(type) ? type : undefined;
 }
+const REQUEST_TIMEOUT_MS = 20_000;
 // One client per run: it remembers each repository's Authorization header,
 // so parallel reads and writes pay the challenge once.
 class RegistryClient {
@@ -37877,11 +37864,10 @@ class RegistryClient {
     constructor(request = fetch) {
         this.request = request;
     }
-    async read(ref) {
+    // timeoutMs bounds each request (at most REQUEST_TIMEOUT_MS).
+    async read(ref, timeoutMs) {
         const where = target(ref);
-        const answer = await this.exchange(where, 'GET', {
-            Accept: MANIFEST_TYPES.join(', ')
-        });
+        const answer = await this.exchange(where, 'GET', { Accept: MANIFEST_TYPES.join(', ') }, undefined, timeoutMs);
         if (!answer)
             return undefined;
         if (answer.status === 404) {
@@ -37905,10 +37891,10 @@ class RegistryClient {
         return { manifest: { bytes: answer.bytes, digest, mediaType } };
     }
     // True once the registry answered 201 naming the digest of these bytes.
-    async write(ref, manifest) {
+    async write(ref, manifest, timeoutMs) {
         if (!MANIFEST_TYPES.includes(manifest.mediaType))
             return false;
-        const answer = await this.exchange(target(ref), 'PUT', { 'Content-Type': manifest.mediaType }, manifest.bytes);
+        const answer = await this.exchange(target(ref), 'PUT', { 'Content-Type': manifest.mediaType }, manifest.bytes, timeoutMs);
         return (answer?.status === 201 &&
             answer.headers.get('docker-content-digest') === manifest.digest);
     }
@@ -37918,11 +37904,11 @@ class RegistryClient {
     }
     // A request and its whole answer; undefined for anything but an answer
     // from the registry itself (network, TLS, timeout, proxy, refused auth).
-    async exchange(where, method, headers, body) {
+    async exchange(where, method, headers, body, timeoutMs = REQUEST_TIMEOUT_MS) {
         const url = `${baseUrl(where.host)}/v2/${where.repository}/manifests/${where.reference}`;
         if (proxied(url))
             return undefined;
-        const key = `${registryKey(where.host)}/${where.repository}`;
+        const key = `${(0,src_reference/* registryKey */.n7)(where.host)}/${where.repository}`;
         const once = async (authorization) => {
             const response = await this.request(url, {
                 method,
@@ -37933,7 +37919,7 @@ class RegistryClient {
                 // A redirect is left to buildx: the Authorization header is for
                 // this registry alone.
                 redirect: 'manual',
-                signal: AbortSignal.timeout(20_000)
+                signal: AbortSignal.timeout(Math.min(timeoutMs, REQUEST_TIMEOUT_MS))
             });
             const bytes = Buffer.from(await response.arrayBuffer());
             return {
@@ -38065,7 +38051,7 @@ function backoff(attempt, baseSeconds, random = Math.random) {
 // The registry's reason, with a hint when it refused the manifest's type.
 function mirrors_explain(reason, mediaType, mirror = '') {
     if (/no basic auth credentials|\b401\b|unauthorized|authentication required/i.test(reason)) {
-        const host = mirror ? parseReference(mirror).domain || 'docker.io' : 'it';
+        const host = mirror ? (0,src_reference/* parseReference */.F2)(mirror).domain || 'docker.io' : 'it';
         return (`${reason}\nThe registry wants credentials that this run lacks or ` +
             `that it refused (401): check that registry-auth has an entry for ` +
             `${host} that may push there.`);
@@ -38085,8 +38071,11 @@ const sleep = (seconds) => new Promise(resolve => setTimeout(resolve, seconds * 
 // Reads go to the registry directly when it answers plainly (one request
 // instead of a buildx process each); buildx answers the rest.
 const registry = new RegistryClient();
-async function mirrors_read(builder, ref) {
-    const direct = await registry.read(ref);
+// A registry that takes the connection and never answers must not hold
+// the run: every read has a time limit (mirror-timeout for mirrors).
+const READ_TIMEOUT_MS = 120_000;
+async function mirrors_read(builder, ref, timeoutMs = READ_TIMEOUT_MS) {
+    const direct = await registry.read(ref, timeoutMs);
     if (direct && 'manifest' in direct) {
         try {
             return { found: parseInspect(direct.manifest.bytes) };
@@ -38102,12 +38091,14 @@ async function mirrors_read(builder, ref) {
     const command = {
         phase: mirrors_PHASE,
         args: inspectArgs(builder, ref),
-        subject: ref
+        subject: ref,
+        timeoutMs
     };
     const result = await (0,src_exec/* attempt */.CD)(command);
     if (result.exitCode === 0)
         return { found: parseInspect(result.stdout) };
-    return { cause: classify(result.stderr), reason: (0,src_exec/* failure */.V2)(command, result) };
+    const cause = result.timedOut ? 'transient' : classify(result.stderr);
+    return { cause, reason: (0,src_exec/* failure */.V2)(command, result) };
 }
 async function inspect(builder, ref) {
     const { found, reason } = await mirrors_read(builder, ref);
@@ -38119,7 +38110,7 @@ async function inspect(builder, ref) {
 // read again a few times before it counts as missing.
 async function verify(plan, ref) {
     for (let tries = 1;; tries++) {
-        const { found, cause, reason } = await mirrors_read(plan.builder, ref);
+        const { found, cause, reason } = await mirrors_read(plan.builder, ref, limit(plan));
         if (found) {
             if (found.digest !== plan.digest) {
                 return `${ref} holds ${found.digest}, expected ${plan.digest}`;
@@ -38138,6 +38129,9 @@ async function verify(plan, ref) {
     }
 }
 // --- Copying ----------------------------------------------------------------
+// mirror-timeout in milliseconds; undefined when 0 turned it off (reads
+// keep a limit of their own even then).
+const limit = (plan) => plan.timeoutMinutes > 0 ? plan.timeoutMinutes * 60_000 : undefined;
 async function copyToMirrors(mirrors, plan) {
     const results = new Array(mirrors.length);
     let next = 0;
@@ -38176,7 +38170,7 @@ async function copyOne(mirror, plan) {
         };
     };
     // A re-run of a half-failed release writes only what is missing.
-    const current = await Promise.all(refs.map(ref => mirrors_read(plan.builder, ref)));
+    const current = await Promise.all(refs.map(ref => mirrors_read(plan.builder, ref, limit(plan))));
     const stale = plan.tags.filter((_, i) => current[i].found?.digest !== plan.digest);
     if (stale.length === 0) {
         lib_core/* info */.pq(`${mirror}: every tag already holds ${plan.digest}`);
@@ -38202,8 +38196,6 @@ async function copyOne(mirror, plan) {
     }
     if (rest.length > 0) {
         const left = await writeTags(mirror, rest, plan);
-        if (left.length < rest.length)
-            attempts += 1;
         if (left.length > 0) {
             const outcome = await copyStep(mirror, left, `${mirror}@${plan.digest}`, plan, false);
             attempts += outcome.attempts;
@@ -38232,7 +38224,7 @@ async function writeTags(mirror, tags, plan) {
         };
     }
     else {
-        const read = await registry.read(`${mirror}@${plan.digest}`);
+        const read = await registry.read(`${mirror}@${plan.digest}`, limit(plan));
         if (read && 'manifest' in read)
             manifest = read.manifest;
     }
@@ -38241,7 +38233,7 @@ async function writeTags(mirror, tags, plan) {
             'imagetools create copies the other tags');
         return tags;
     }
-    const written = await Promise.all(tags.map(tag => registry.write(`${mirror}:${tag}`, manifest)));
+    const written = await Promise.all(tags.map(tag => registry.write(`${mirror}:${tag}`, manifest, limit(plan))));
     const left = tags.filter((_, i) => !written[i]);
     const done = tags.filter((_, i) => written[i]);
     if (done.length > 0) {
@@ -38295,7 +38287,7 @@ async function copyStep(mirror, tags, source, plan, brandNew) {
 // buildx retries a 429 itself without reading Retry-After, and does not
 // print it; so ask the registry once more and honour what it says.
 async function retryAfter(mirror) {
-    const host = parseReference(mirror).domain || 'registry-1.docker.io';
+    const host = (0,src_reference/* parseReference */.F2)(mirror).domain || 'registry-1.docker.io';
     const local = /^(localhost|127\.|\[::1\])/.test(host);
     try {
         const response = await fetch(`${local ? 'http' : 'https'}://${host}/v2/`, {
@@ -38368,7 +38360,7 @@ async function readSource(inputs) {
     };
 }
 function sourceRepository(source) {
-    return repositoryName(parseReference(source));
+    return (0,src_reference/* repositoryName */.aR)((0,src_reference/* parseReference */.F2)(source));
 }
 // imagetools create turns a single manifest into a one-entry index (a new
 // digest) unless --prefer-index=false is given, which older buildx lacks.
@@ -38680,7 +38672,7 @@ function mirrorStatus(mirror) {
         case 'done':
             return `copied, verified${after}`;
         case 'up-to-date':
-            return 'already up to date, verified';
+            return 'already up to date (every tag read back at this digest)';
         default:
             return `FAILED${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`;
     }
@@ -38811,7 +38803,7 @@ async function main() {
         const builder = copying
             ? ''
             : await phase('Preparing the builder', () => (0,src_builder/* prepareBuilder */.Bj)(inputs));
-        await phase('Logging in', () => (0,logins/* login */.iD)(inputs.credentials));
+        await phase('Logging in', () => (0,logins/* login */.iD)(inputs.credentials, (0,logins/* mirrorOnlyRegistries */.XS)(inputs)));
         if (!copying)
             await checkMirrorSupport(inputs);
         const release = await phase('Checking floating tags', () => floatingTags(inputs, builder));
@@ -39106,6 +39098,107 @@ async function undo(title, action) {
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${title} failed: ${error instanceof Error ? error.message : String(error)}`);
         }
     });
+}
+
+
+/***/ }),
+
+/***/ 8286:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Dk: () => (/* binding */ TAG),
+/* harmony export */   F2: () => (/* binding */ parseReference),
+/* harmony export */   Kq: () => (/* binding */ repositoryKey),
+/* harmony export */   Xb: () => (/* binding */ DOCKER_HUB),
+/* harmony export */   aR: () => (/* binding */ repositoryName),
+/* harmony export */   n7: () => (/* binding */ registryKey)
+/* harmony export */ });
+/* unused harmony export ReferenceError */
+// Image references after the distribution project's grammar
+// (github.com/distribution/reference, regexp.go), kept to what the action
+// needs: a repository with an optional tag or digest.
+const alnum = '[a-z0-9]+';
+const separator = '(?:[._]|__|[-]+)';
+const pathComponent = `${alnum}(?:${separator}${alnum})*`;
+const domainComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const domain = `(?:${domainComponent}(?:\\.${domainComponent})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
+const PATH = new RegExp(`^${pathComponent}(?:/${pathComponent})*$`);
+const DOMAIN = new RegExp(`^${domain}$`);
+const TAG = /^[\w][\w.-]{0,127}$/;
+const DIGEST = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$/;
+const DOCKER_HUB = 'docker.io';
+const HUB_SPELLINGS = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+class ReferenceError extends Error {
+}
+function parseReference(text) {
+    let rest = text.trim();
+    if (!rest)
+        throw new ReferenceError('empty reference');
+    let digest;
+    const at = rest.indexOf('@');
+    if (at >= 0) {
+        digest = rest.slice(at + 1);
+        rest = rest.slice(0, at);
+        if (!DIGEST.test(digest)) {
+            throw new ReferenceError(`invalid digest "${digest}"`);
+        }
+    }
+    let tag;
+    const colon = rest.lastIndexOf(':');
+    if (colon > rest.lastIndexOf('/')) {
+        tag = rest.slice(colon + 1);
+        rest = rest.slice(0, colon);
+        if (!TAG.test(tag)) {
+            throw new ReferenceError(tag ? `invalid tag "${tag}"` : 'empty tag after ":"');
+        }
+    }
+    const slash = rest.indexOf('/');
+    const first = slash < 0 ? '' : rest.slice(0, slash);
+    const isDomain = slash >= 0 &&
+        (first.includes('.') || first.includes(':') || first === 'localhost');
+    const host = isDomain ? first.toLowerCase() : '';
+    const given = isDomain ? rest.slice(slash + 1) : rest;
+    const path = given.toLowerCase();
+    if (isDomain && !DOMAIN.test(host)) {
+        throw new ReferenceError(`invalid registry host "${first}"`);
+    }
+    if (!PATH.test(path)) {
+        throw new ReferenceError(`invalid repository path "${given}" (lower-case letters, digits and ` +
+            'separators . _ __ - between them, components split by /)');
+    }
+    const reference = { domain: host, path };
+    if (tag !== undefined)
+        reference.tag = tag;
+    if (digest !== undefined)
+        reference.digest = digest;
+    if (path !== given)
+        reference.lowered = true;
+    return reference;
+}
+// The repository as it goes on a command line: host as given, path lowered.
+function repositoryName(reference) {
+    return reference.domain
+        ? `${reference.domain}/${reference.path}`
+        : reference.path;
+}
+// One key per registry, whatever spelling of Docker Hub was used.
+function registryKey(host) {
+    const lowered = host
+        .trim()
+        .toLowerCase()
+        .replace(/^https?:\/\//, '');
+    const bare = lowered.replace(/\/.*$/, '');
+    return bare === '' || HUB_SPELLINGS.includes(bare) ? DOCKER_HUB : bare;
+}
+// One key per repository: `ossrs/srs` and `docker.io/ossrs/srs` are equal,
+// and so are `busybox` and `docker.io/library/busybox`.
+function repositoryKey(reference) {
+    const registry = registryKey(reference.domain);
+    const path = registry === DOCKER_HUB && !reference.path.includes('/')
+        ? `library/${reference.path}`
+        : reference.path;
+    return `${registry}/${path}`;
 }
 
 

@@ -80,7 +80,24 @@ export async function prepareBuilder(inputs: Inputs): Promise<string> {
       echo: true
     })
   }
-  await run({phase: PHASE, args: bootArgs(name), subject: name, echo: true})
+  try {
+    await run({phase: PHASE, args: bootArgs(name), subject: name, echo: true})
+  } catch (error) {
+    const endpoints = [
+      ...(inputs.driver === 'remote' ? [`endpoint ${inputs.endpoint}`] : []),
+      ...inputs.nodes.map(
+        (node, i) => `nodes entry ${i + 1} (${node.endpoint})`
+      )
+    ]
+    if (endpoints.length === 0 || !(error instanceof Error)) throw error
+    // buildx says only "context deadline exceeded" for an endpoint it
+    // cannot reach or whose TLS handshake fails.
+    error.message +=
+      `\nThe builder could not reach every BuildKit of ` +
+      `${endpoints.join(', ')}: check the address, that it listens, and ` +
+      'the TLS files in driver-opts (cacert, cert, key) it needs.'
+    throw error
+  }
   return name
 }
 

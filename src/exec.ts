@@ -110,10 +110,10 @@ export async function run(command: Command): Promise<Result> {
 export function failure(command: Command, result: Result): string {
   const reason = errorLines(result.stderr || result.stdout)
   const verb = command.args.slice(0, 2).join(' ')
-  return (
-    `docker ${verb} exited with ${result.exitCode}` +
-    (reason ? `: ${reason}` : '')
-  )
+  const ended = result.timedOut
+    ? `timed out after ${Math.round((command.timeoutMs ?? 0) / 1000)} s`
+    : `exited with ${result.exitCode}`
+  return `docker ${verb} ${ended}` + (reason ? `: ${reason}` : '')
 }
 
 // buildx prints its progress on stderr too; the lines that say what went

@@ -450,6 +450,24 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     if (id && !isFile(path))
       problems.add('secret-files', `${id}=${path}`, 'names no file')
   }
+  // TLS files of a builder's nodes: buildx would only time out on them.
+  if (driver !== 'docker') {
+    const opts: [string, string[]][] = [
+      ['driver-opts', driverOpts],
+      ...nodes.map((node, i): [string, string[]] => [
+        `nodes (entry ${i + 1})`,
+        node.driverOpts
+      ])
+    ]
+    for (const [name, list] of opts) {
+      for (const opt of list) {
+        const [key, path] = opt.split(/=(.*)/s)
+        if (TLS_FILES.includes(key) && !isFile(path ?? '')) {
+          problems.add(name, opt, `names no file (${key})`)
+        }
+      }
+    }
+  }
   const noCache = booleanInput('no-cache', read('no-cache'), false, problems)
   const pull = booleanInput('pull', read('pull'), false, problems)
   const dryRun = booleanInput('dry-run', read('dry-run'), false, problems)
@@ -773,8 +791,13 @@ function platformList(text: string, problems: Problems): string[] {
 // print them in their platform-digest output.
 function digestList(text: string, problems: Problems): PlatformDigest[] {
   const entries: PlatformDigest[] = []
-  const lines = text.split(/\r?\n/).map(line => line.trim())
-  lines.forEach((line, index) => {
+  // One pair a line, as platform-digest outputs come; commas also part
+  // pairs, as in every other list input.
+  const lines = text.split(/\r?\n/)
+  const pairs = lines.flatMap((line, index) =>
+    line.split(',').map(pair => ({pair: pair.trim(), index}))
+  )
+  pairs.forEach(({pair: line, index}) => {
     if (!line) return
     const where = `line ${index + 1}`
     const at = line.lastIndexOf('=')
@@ -1122,6 +1145,10 @@ export function withOciLabels(
   return [...labels, ...added]
 }
 
+// Driver options that name a file on this runner (docker-container and
+// remote TLS; kubernetes' are paths inside the cluster).
+const TLS_FILES = ['cacert', 'cert', 'key']
+
 const isFile = (path: string): boolean =>
   statSync(path, {throwIfNoEntry: false})?.isFile() ?? false
 const isDirectory = (path: string): boolean =>
@@ -1141,7 +1168,10 @@ function numberInput(
     return fallback
   }
   const number = Number(text)
-  if (number < 0) problems.add(input, value, `must not be negative (${unit})`)
+  if (number < 0) {
+    problems.add(input, value, `must not be negative (${unit})`)
+    return fallback
+  }
   return number
 }
 

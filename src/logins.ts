@@ -3,7 +3,8 @@ import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {run} from './exec.js'
-import type {Credential} from './inputs.js'
+import type {Credential, Inputs} from './inputs.js'
+import {parseReference, registryKey} from './reference.js'
 import * as state from './state.js'
 
 // Logins: every registry with credentials, the password on stdin only, into
@@ -75,18 +76,52 @@ export function useRunConfig(tempDir: string): string {
   return dir
 }
 
-export async function login(credentials: Credential[]): Promise<string[]> {
+// Registries that only mirrors use: with mirror-failure: warn, a login
+// refused there must not stop the release, only those mirrors.
+export function mirrorOnlyRegistries(inputs: Inputs): Set<string> {
+  if (inputs.mirrorFailure !== 'warn') return new Set()
+  const hostOf = (ref: string): string =>
+    registryKey(parseReference(ref).domain)
+  const used = new Set(
+    [inputs.image, inputs.source].filter(Boolean).map(hostOf)
+  )
+  const caches = [...inputs.cacheFrom, ...inputs.cacheTo].join('\n')
+  return new Set(
+    inputs.mirrors
+      .map(hostOf)
+      .filter(host => !used.has(host) && !caches.includes(host))
+  )
+}
+
+export async function login(
+  credentials: Credential[],
+  forgivable: Set<string> = new Set()
+): Promise<string[]> {
   const done: string[] = []
   for (const credential of credentials) {
     core.info(`Logging in to ${credential.registry} as ${credential.username}`)
-    await run({
-      phase: PHASE,
-      args: loginArgs(credential),
-      subject: credential.registry,
-      stdin: credential.password
-    })
+    try {
+      await run({
+        phase: PHASE,
+        args: loginArgs(credential),
+        subject: credential.registry,
+        stdin: credential.password,
+        timeoutMs: 120_000
+      })
+    } catch (error) {
+      if (!forgivable.has(registryKey(credential.registry))) throw error
+      core.warning(
+        `${message(error)}\nmirror-failure: warn, so the release goes on; ` +
+          `the mirrors on ${credential.registry} will fail.`,
+        {title: `Login to ${credential.registry}`}
+      )
+      continue
+    }
     done.push(credential.registry)
     state.record({logins: [...done]})
   }
   return done
 }
+
+const message = (error: unknown): string =>
+  error instanceof Error ? error.message : String(error)

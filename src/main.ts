@@ -9,7 +9,7 @@ import {setupBuildx} from './buildx.js'
 import {ensureEmulators} from './emulators.js'
 import {PhaseError} from './exec.js'
 import {getInputs, type Inputs} from './inputs.js'
-import {login, useRunConfig} from './logins.js'
+import {login, mirrorOnlyRegistries, useRunConfig} from './logins.js'
 import {
   checkMirrorSupport,
   checkPushed,
@@ -74,7 +74,9 @@ export async function main(): Promise<void> {
     const builder = copying
       ? ''
       : await phase('Preparing the builder', () => prepareBuilder(inputs))
-    await phase('Logging in', () => login(inputs.credentials))
+    await phase('Logging in', () =>
+      login(inputs.credentials, mirrorOnlyRegistries(inputs))
+    )
     if (!copying) await checkMirrorSupport(inputs)
     const release = await phase('Checking floating tags', () =>
       floatingTags(inputs, builder)

@@ -25,7 +25,8 @@ export interface MirrorResult {
   refs: string[]
   status: 'done' | 'up-to-date' | 'failed'
   digest: string
-  // Copy commands run, and how many of them were retries.
+  // imagetools create commands run (direct tag writes are not counted),
+  // and how many of them were retries.
   attempts: number
   retries: number
   seconds: number
@@ -200,11 +201,16 @@ const sleep = (seconds: number): Promise<void> =>
 // instead of a buildx process each); buildx answers the rest.
 const registry = new RegistryClient()
 
+// A registry that takes the connection and never answers must not hold
+// the run: every read has a time limit (mirror-timeout for mirrors).
+const READ_TIMEOUT_MS = 120_000
+
 async function read(
   builder: string,
-  ref: string
+  ref: string,
+  timeoutMs = READ_TIMEOUT_MS
 ): Promise<{found?: Inspected; cause?: Cause; reason?: string}> {
-  const direct = await registry.read(ref)
+  const direct = await registry.read(ref, timeoutMs)
   if (direct && 'manifest' in direct) {
     try {
       return {found: parseInspect(direct.manifest.bytes)}
@@ -218,11 +224,13 @@ async function read(
   const command: Command = {
     phase: PHASE,
     args: inspectArgs(builder, ref),
-    subject: ref
+    subject: ref,
+    timeoutMs
   }
   const result = await attempt(command)
   if (result.exitCode === 0) return {found: parseInspect(result.stdout)}
-  return {cause: classify(result.stderr), reason: failure(command, result)}
+  const cause = result.timedOut ? 'transient' : classify(result.stderr)
+  return {cause, reason: failure(command, result)}
 }
 
 export async function inspect(
@@ -241,7 +249,7 @@ async function verify(
   ref: string
 ): Promise<string | undefined> {
   for (let tries = 1; ; tries++) {
-    const {found, cause, reason} = await read(plan.builder, ref)
+    const {found, cause, reason} = await read(plan.builder, ref, limit(plan))
     if (found) {
       if (found.digest !== plan.digest) {
         return `${ref} holds ${found.digest}, expected ${plan.digest}`
@@ -259,6 +267,11 @@ async function verify(
 }
 
 // --- Copying ----------------------------------------------------------------
+
+// mirror-timeout in milliseconds; undefined when 0 turned it off (reads
+// keep a limit of their own even then).
+const limit = (plan: CopyPlan): number | undefined =>
+  plan.timeoutMinutes > 0 ? plan.timeoutMinutes * 60_000 : undefined
 
 export async function copyToMirrors(
   mirrors: string[],
@@ -306,7 +319,9 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
   }
 
   // A re-run of a half-failed release writes only what is missing.
-  const current = await Promise.all(refs.map(ref => read(plan.builder, ref)))
+  const current = await Promise.all(
+    refs.map(ref => read(plan.builder, ref, limit(plan)))
+  )
   const stale = plan.tags.filter(
     (_, i) => current[i].found?.digest !== plan.digest
   )
@@ -340,7 +355,6 @@ async function copyOne(mirror: string, plan: CopyPlan): Promise<MirrorResult> {
   }
   if (rest.length > 0) {
     const left = await writeTags(mirror, rest, plan)
-    if (left.length < rest.length) attempts += 1
     if (left.length > 0) {
       const outcome = await copyStep(
         mirror,
@@ -378,7 +392,7 @@ async function writeTags(
       mediaType: plan.mediaType
     }
   } else {
-    const read = await registry.read(`${mirror}@${plan.digest}`)
+    const read = await registry.read(`${mirror}@${plan.digest}`, limit(plan))
     if (read && 'manifest' in read) manifest = read.manifest
   }
   if (!manifest) {
@@ -389,7 +403,7 @@ async function writeTags(
     return tags
   }
   const written = await Promise.all(
-    tags.map(tag => registry.write(`${mirror}:${tag}`, manifest))
+    tags.map(tag => registry.write(`${mirror}:${tag}`, manifest, limit(plan)))
   )
   const left = tags.filter((_, i) => !written[i])
   const done = tags.filter((_, i) => written[i])

@@ -179,6 +179,8 @@ function manifestType(bytes: Buffer, contentType: string): string | undefined {
   return MANIFEST_TYPES.includes(type) ? type : undefined
 }
 
+const REQUEST_TIMEOUT_MS = 20_000
+
 // One client per run: it remembers each repository's Authorization header,
 // so parallel reads and writes pay the challenge once.
 export class RegistryClient {
@@ -187,11 +189,16 @@ export class RegistryClient {
 
   constructor(private readonly request: typeof fetch = fetch) {}
 
-  async read(ref: string): Promise<ReadResult | undefined> {
+  // timeoutMs bounds each request (at most REQUEST_TIMEOUT_MS).
+  async read(ref: string, timeoutMs?: number): Promise<ReadResult | undefined> {
     const where = target(ref)
-    const answer = await this.exchange(where, 'GET', {
-      Accept: MANIFEST_TYPES.join(', ')
-    })
+    const answer = await this.exchange(
+      where,
+      'GET',
+      {Accept: MANIFEST_TYPES.join(', ')},
+      undefined,
+      timeoutMs
+    )
     if (!answer) return undefined
     if (answer.status === 404) {
       // A registry may hide a private repository from anonymous callers
@@ -214,13 +221,18 @@ export class RegistryClient {
   }
 
   // True once the registry answered 201 naming the digest of these bytes.
-  async write(ref: string, manifest: Manifest): Promise<boolean> {
+  async write(
+    ref: string,
+    manifest: Manifest,
+    timeoutMs?: number
+  ): Promise<boolean> {
     if (!MANIFEST_TYPES.includes(manifest.mediaType)) return false
     const answer = await this.exchange(
       target(ref),
       'PUT',
       {'Content-Type': manifest.mediaType},
-      manifest.bytes
+      manifest.bytes,
+      timeoutMs
     )
     return (
       answer?.status === 201 &&
@@ -239,7 +251,8 @@ export class RegistryClient {
     where: Target,
     method: string,
     headers: Record<string, string>,
-    body?: Buffer
+    body?: Buffer,
+    timeoutMs = REQUEST_TIMEOUT_MS
   ): Promise<Answer | undefined> {
     const url = `${baseUrl(where.host)}/v2/${where.repository}/manifests/${where.reference}`
     if (proxied(url)) return undefined
@@ -254,7 +267,7 @@ export class RegistryClient {
         // A redirect is left to buildx: the Authorization header is for
         // this registry alone.
         redirect: 'manual',
-        signal: AbortSignal.timeout(20_000)
+        signal: AbortSignal.timeout(Math.min(timeoutMs, REQUEST_TIMEOUT_MS))
       })
       const bytes = Buffer.from(await response.arrayBuffer())
       return {

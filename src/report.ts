@@ -60,7 +60,7 @@ export function mirrorStatus(mirror: MirrorResult): string {
     case 'done':
       return `copied, verified${after}`
     case 'up-to-date':
-      return 'already up to date, verified'
+      return 'already up to date (every tag read back at this digest)'
     default:
       return `FAILED${after}: ${(mirror.reason ?? '').split('\n').join(' ')}`
   }

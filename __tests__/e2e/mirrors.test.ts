@@ -1,3 +1,5 @@
+import {createServer} from 'node:net'
+import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 import {startFaultProxy, type FaultProxy} from './fault-proxy.mjs'
 import {
@@ -256,7 +258,7 @@ describe('mirrors behind faults', () => {
       ['--tag', `${mirror}:v1`, `${REG.hub}/${repo}@${digest}`],
       ['--tag', `${mirror}:v1.0`, `${mirror}@${digest}`]
     ])
-    expect(results(run)[0]).toMatchObject({status: 'done', attempts: 3})
+    expect(results(run)[0]).toMatchObject({status: 'done', attempts: 2})
     for (const tag of ['v1', 'v1.0', 'latest']) {
       expect((await manifest(REG.m3, repo, tag)).digest).toBe(digest)
     }
@@ -393,6 +395,72 @@ describe('mirror-only mode', () => {
       )
     }
     expect(run.outputs.digest).toBe(source.digest)
+  })
+
+  it('gives up on a mirror that takes the connection and never answers', async () => {
+    // A listener that never answers: runAction blocks this process, so the
+    // kernel completes each handshake and nothing is ever read or written.
+    const silent = createServer(() => undefined)
+    await new Promise<void>(done => silent.listen(0, '127.0.0.1', done))
+    const hung = `127.0.0.1:${(silent.address() as AddressInfo).port}`
+    try {
+      const repo = uniqueRepo('hung')
+      const run = runAction({
+        source: `${REG.base}/base/busybox:1`,
+        tags: 'v1',
+        mirrors: `${hung}/${repo}\n${REG.m3}/${repo}`,
+        'mirror-timeout': '0.1',
+        'mirror-attempts': '2',
+        'mirror-retry-wait': '1'
+      })
+      expect(run.status).not.toBe(0)
+      const [dead, alive] = results(run)
+      expect(dead).toMatchObject({mirror: `${hung}/${repo}`, status: 'failed'})
+      expect(dead.reason).toMatch(/timed out after 6 s/)
+      expect(alive).toMatchObject({status: 'done'})
+      expect(run.stdout).toContain(
+        `::error title=Mirror ${hung.replace(':', '%3A')}/${repo}::`
+      )
+    } finally {
+      silent.close()
+    }
+  })
+
+  it('goes on past a refused mirror login with mirror-failure: warn', async () => {
+    const repo = uniqueRepo('warnlogin')
+    const run = runAction(
+      {
+        source: `${REG.base}/base/busybox:1`,
+        tags: 'v1',
+        mirrors: `${REG.m1}/${repo}\n${REG.m3}/${repo}`,
+        'registry-auth': authYaml('m1'),
+        'mirror-failure': 'warn'
+      },
+      {env: {PW_M1: 'not-the-password'}}
+    )
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(
+      /::warning title=Login to 127\.0\.0\.1%3A5002::.*401.*mirror-failure: warn, so the release goes on/
+    )
+    const [m1, m3] = results(run)
+    expect(m1).toMatchObject({status: 'failed'})
+    expect(m1.reason).toMatch(/401|unauthorized|no basic auth/i)
+    expect(m3).toMatchObject({status: 'done'})
+    expect(await tagList(REG.m1, repo, USERS.m1)).toEqual([])
+    expect(await tagList(REG.m3, repo)).toEqual(['v1'])
+    // Without warn the same refusal stops the run at the login.
+    const strict = runAction(
+      {
+        source: `${REG.base}/base/busybox:1`,
+        tags: 'v1',
+        mirrors: `${REG.m1}/${repo}\n${REG.m3}/${repo}`,
+        'registry-auth': authYaml('m1')
+      },
+      {env: {PW_M1: 'not-the-password'}}
+    )
+    expect(strict.status).not.toBe(0)
+    expect(strict.stdout).toMatch(/::error::Logins \(127\.0\.0\.1:5002\)/)
+    expect(commandsOf(strict, 'buildx', 'imagetools', 'create')).toEqual([])
   })
 
   it('writes nothing when push is false, as on a pull request', async () => {

@@ -1,6 +1,6 @@
 import {join} from 'node:path'
 import {parse} from 'yaml'
-import {mkdtempSync, readFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {buildArgs, debugInputs} from '../../src/build.js'
 import {appendArgs, createArgs} from '../../src/builder.js'
@@ -140,6 +140,18 @@ describe('digests input', () => {
     ])
     // The platforms are the digests' own; no context is needed.
     expect(value!.platforms).toEqual(['linux/amd64', 'linux/arm64'])
+  })
+
+  it('takes pairs parted by commas too, like other list inputs', () => {
+    const {value, error} = read({
+      ...merge,
+      digests: `linux/amd64=${AMD}, linux/arm64=${ARM}`
+    })
+    expect(error).toBeUndefined()
+    expect(value!.digests).toEqual([
+      {platform: 'linux/amd64', digest: AMD},
+      {platform: 'linux/arm64', digest: ARM}
+    ])
   })
 
   it('works with every action.yml default filled in, as the runner does', () => {
@@ -401,12 +413,16 @@ describe('builder nodes', () => {
     expect(createArgs({...value!, nodes: []}, 'b1')).not.toContain('--platform')
   })
 
+  // The TLS files a node names must exist on the runner.
+  const certs = mkdtempSync(join(tmpdir(), 'certs-'))
+  writeFileSync(join(certs, 'ca.pem'), 'not checked further')
+  const ca = join(certs, 'ca.pem')
   const yaml = [
     '- name: arm',
     '  endpoint: tcp://10.0.0.2:1234',
     '  platforms: linux/aarch64, linux/arm/v7',
     '  driver-opts:',
-    '    - cacert=/certs/ca.pem',
+    `    - cacert=${ca}`,
     '- endpoint: tcp://10.0.0.3:1234',
     '  platforms: [linux/riscv64]'
   ].join('\n')
@@ -419,7 +435,7 @@ describe('builder nodes', () => {
         name: 'arm',
         endpoint: 'tcp://10.0.0.2:1234',
         platforms: ['linux/arm64', 'linux/arm/v7'],
-        driverOpts: ['cacert=/certs/ca.pem']
+        driverOpts: [`cacert=${ca}`]
       },
       {
         name: '',
@@ -433,11 +449,29 @@ describe('builder nodes', () => {
     const lines = plan(value!).map(command => command.join(' '))
     const create = lines.findIndex(l => l.includes('buildx create --name'))
     expect(lines.slice(create + 1, create + 4)).toEqual([
-      'docker buildx create --append --name <new builder> --node arm --platform linux/arm64,linux/arm/v7 --driver-opt cacert=/certs/ca.pem tcp://10.0.0.2:1234',
+      `docker buildx create --append --name <new builder> --node arm --platform linux/arm64,linux/arm/v7 --driver-opt cacert=${ca} tcp://10.0.0.2:1234`,
       'docker buildx create --append --name <new builder> --node <new builder>-node2 --platform linux/riscv64 tcp://10.0.0.3:1234',
       'docker buildx inspect --bootstrap --builder <new builder>'
     ])
     expect(lines).toContain('docker buildx rm <new builder>')
+  })
+
+  it('names a TLS file that is not there, per node and in driver-opts', () => {
+    const {error} = read({
+      ...base,
+      tags: 'v1',
+      driver: 'remote',
+      endpoint: 'tcp://10.0.0.1:1234',
+      'driver-opts': `cacert=${ca},key=/nope/key.pem`,
+      nodes: yaml.replace(`cacert=${ca}`, 'cert=/nope/cert.pem')
+    })
+    expect(error?.message).toContain(
+      'driver-opts: "key=/nope/key.pem" names no file (key)'
+    )
+    expect(error?.message).toContain(
+      'nodes (entry 1): "cert=/nope/cert.pem" names no file (cert)'
+    )
+    expect(error?.message).not.toContain(ca)
   })
 
   it('installs no emulator for a platform a node builds natively', () => {
