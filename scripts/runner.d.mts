@@ -21,6 +21,7 @@ export interface RunOptions {
 }
 
 export function stackEnv(): Record<string, string>
+export function removeRunDirs(): void
 export function fileCommands(text: string): Record<string, string>
 export function runAction(
   inputs: Record<string, string>,

@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  rmSync,
   readFileSync,
   writeFileSync
 } from 'node:fs'
@@ -67,12 +68,23 @@ function dockerWrapper(bin, argvLog, hook) {
   chmodSync(join(bin, 'docker'), 0o755)
 }
 
+// Every run's folder, so a test file can remove them when it is done.
+const runDirs = []
+
+/** Removes the folders of every run this process made so far. */
+export function removeRunDirs() {
+  for (const dir of runDirs.splice(0)) {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
 /**
  * @param {Record<string, string>} inputs action inputs by their action.yml names
  * @param {{env?: Record<string, string>, post?: boolean, wrapperHook?: string, echo?: boolean}} options
  */
 export function runAction(inputs, options = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'multiarch-run-'))
+  runDirs.push(dir)
   const runnerTemp = join(dir, 'runner-temp')
   const bin = join(dir, 'bin')
   mkdirSync(runnerTemp)
