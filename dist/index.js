@@ -37361,6 +37361,7 @@ function buildArgs(inputs, builder, metadataFile, progress) {
     args.push('--metadata-file', metadataFile, inputs.context);
     return args;
 }
+// provenance or sbom on: the pushed image is an index with attestations.
 const attestations = (inputs) => inputs.provenance !== 'false' || inputs.sbom !== 'false';
 // Secret values travel to buildx in its environment, never in argv.
 const secretEnv = (index) => `MULTIARCH_SECRET_${index}`;
@@ -37735,12 +37736,9 @@ const MANIFEST_TYPES = [
 ];
 function target(ref) {
     const parsed = (0,src_reference/* parseReference */.F2)(ref);
-    const hub = (0,src_reference/* registryKey */.n7)(parsed.domain) === src_reference/* DOCKER_HUB */.Xb;
     return {
         host: parsed.domain,
-        repository: hub && !parsed.path.includes('/')
-            ? `library/${parsed.path}`
-            : parsed.path,
+        repository: (0,src_reference/* registryPath */.Tt)(parsed),
         reference: parsed.digest ?? parsed.tag ?? 'latest'
     };
 }
@@ -37757,14 +37755,7 @@ const sha256 = (bytes) => `sha256:${(0,external_node_crypto_.createHash)('sha256
 // password, base64. Hub's entry is keyed by its old index URL.
 function credentialFor(host, auths) {
     const key = (0,src_reference/* registryKey */.n7)(host);
-    for (const [name, entry] of Object.entries(auths)) {
-        const named = key === src_reference/* DOCKER_HUB */.Xb
-            ? (0,src_reference/* registryKey */.n7)(name) === src_reference/* DOCKER_HUB */.Xb
-            : (0,src_reference/* registryKey */.n7)(name) === key;
-        if (named && entry.auth)
-            return entry.auth;
-    }
-    return undefined;
+    return Object.entries(auths).find(([name, entry]) => (0,src_reference/* registryKey */.n7)(name) === key && entry.auth)?.[1].auth;
 }
 function runAuths() {
     const dir = process.env.DOCKER_CONFIG;
@@ -37970,6 +37961,7 @@ class RegistryClient {
 }
 
 ;// CONCATENATED MODULE: ./src/mirrors.ts
+
 
 
 
@@ -38287,10 +38279,8 @@ async function copyStep(mirror, tags, source, plan, brandNew) {
 // buildx retries a 429 itself without reading Retry-After, and does not
 // print it; so ask the registry once more and honour what it says.
 async function retryAfter(mirror) {
-    const host = (0,src_reference/* parseReference */.F2)(mirror).domain || 'registry-1.docker.io';
-    const local = /^(localhost|127\.|\[::1\])/.test(host);
     try {
-        const response = await fetch(`${local ? 'http' : 'https'}://${host}/v2/`, {
+        const response = await fetch(`${baseUrl(target(mirror).host)}/v2/`, {
             signal: AbortSignal.timeout(10_000)
         });
         return parseRetryAfter(response.headers.get('retry-after'));
@@ -38379,9 +38369,7 @@ async function keepsManifest() {
 // index. Without --prefer-index its mirrors would get another digest, so
 // say so before anything is built or pushed.
 async function checkMirrorSupport(inputs) {
-    const single = inputs.platforms.length === 1 &&
-        inputs.provenance === 'false' &&
-        inputs.sbom === 'false';
+    const single = inputs.platforms.length === 1 && !attestations(inputs);
     if (!single || !inputs.push || inputs.mirrors.length === 0)
         return;
     if (await keepsManifest())
@@ -39110,6 +39098,7 @@ async function undo(title, action) {
 /* harmony export */   Dk: () => (/* binding */ TAG),
 /* harmony export */   F2: () => (/* binding */ parseReference),
 /* harmony export */   Kq: () => (/* binding */ repositoryKey),
+/* harmony export */   Tt: () => (/* binding */ registryPath),
 /* harmony export */   Xb: () => (/* binding */ DOCKER_HUB),
 /* harmony export */   aR: () => (/* binding */ repositoryName),
 /* harmony export */   n7: () => (/* binding */ registryKey)
@@ -39194,11 +39183,15 @@ function registryKey(host) {
 // One key per repository: `ossrs/srs` and `docker.io/ossrs/srs` are equal,
 // and so are `busybox` and `docker.io/library/busybox`.
 function repositoryKey(reference) {
-    const registry = registryKey(reference.domain);
-    const path = registry === DOCKER_HUB && !reference.path.includes('/')
+    return `${registryKey(reference.domain)}/${registryPath(reference)}`;
+}
+// The repository's path on its registry: Hub keeps official images under
+// library/.
+function registryPath(reference) {
+    return registryKey(reference.domain) === DOCKER_HUB &&
+        !reference.path.includes('/')
         ? `library/${reference.path}`
         : reference.path;
-    return `${registry}/${path}`;
 }
 
 

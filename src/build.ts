@@ -92,6 +92,7 @@ export function buildArgs(
   return args
 }
 
+// provenance or sbom on: the pushed image is an index with attestations.
 export const attestations = (inputs: Inputs): boolean =>
   inputs.provenance !== 'false' || inputs.sbom !== 'false'
 

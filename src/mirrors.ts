@@ -7,10 +7,17 @@ import {
   type Command,
   type Result
 } from './exec.js'
+import {attestations} from './build.js'
 import type {Inputs} from './inputs.js'
 import {fromDescriptor} from './platforms.js'
 import {parseReference, repositoryName} from './reference.js'
-import {RegistryClient, sha256, type Manifest} from './registry.js'
+import {
+  RegistryClient,
+  baseUrl,
+  sha256,
+  target,
+  type Manifest
+} from './registry.js'
 
 // Mirrors: copy the index this run pushed, named by digest so that no other
 // run can move it meanwhile, into each mirror repository: the first tag by
@@ -475,10 +482,8 @@ async function copyStep(
 // buildx retries a 429 itself without reading Retry-After, and does not
 // print it; so ask the registry once more and honour what it says.
 export async function retryAfter(mirror: string): Promise<number> {
-  const host = parseReference(mirror).domain || 'registry-1.docker.io'
-  const local = /^(localhost|127\.|\[::1\])/.test(host)
   try {
-    const response = await fetch(`${local ? 'http' : 'https'}://${host}/v2/`, {
+    const response = await fetch(`${baseUrl(target(mirror).host)}/v2/`, {
       signal: AbortSignal.timeout(10_000)
     })
     return parseRetryAfter(response.headers.get('retry-after'))
@@ -599,10 +604,7 @@ export async function keepsManifest(): Promise<boolean> {
 // index. Without --prefer-index its mirrors would get another digest, so
 // say so before anything is built or pushed.
 export async function checkMirrorSupport(inputs: Inputs): Promise<void> {
-  const single =
-    inputs.platforms.length === 1 &&
-    inputs.provenance === 'false' &&
-    inputs.sbom === 'false'
+  const single = inputs.platforms.length === 1 && !attestations(inputs)
   if (!single || !inputs.push || inputs.mirrors.length === 0) return
   if (await keepsManifest()) return
   throw new PhaseError(

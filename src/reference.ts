@@ -98,10 +98,14 @@ export function registryKey(host: string): string {
 // One key per repository: `ossrs/srs` and `docker.io/ossrs/srs` are equal,
 // and so are `busybox` and `docker.io/library/busybox`.
 export function repositoryKey(reference: Reference): string {
-  const registry = registryKey(reference.domain)
-  const path =
-    registry === DOCKER_HUB && !reference.path.includes('/')
-      ? `library/${reference.path}`
-      : reference.path
-  return `${registry}/${path}`
+  return `${registryKey(reference.domain)}/${registryPath(reference)}`
+}
+
+// The repository's path on its registry: Hub keeps official images under
+// library/.
+export function registryPath(reference: Reference): string {
+  return registryKey(reference.domain) === DOCKER_HUB &&
+    !reference.path.includes('/')
+    ? `library/${reference.path}`
+    : reference.path
 }

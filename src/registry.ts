@@ -3,7 +3,12 @@ import {parse as parseChallenge} from 'auth-header'
 import {createHash} from 'node:crypto'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {DOCKER_HUB, parseReference, registryKey} from './reference.js'
+import {
+  DOCKER_HUB,
+  parseReference,
+  registryKey,
+  registryPath
+} from './reference.js'
 
 // The few registry requests the mirror phase makes itself, where a buildx
 // process per request costs more than the request: reading a tag's manifest
@@ -36,13 +41,9 @@ export interface Target {
 
 export function target(ref: string): Target {
   const parsed = parseReference(ref)
-  const hub = registryKey(parsed.domain) === DOCKER_HUB
   return {
     host: parsed.domain,
-    repository:
-      hub && !parsed.path.includes('/')
-        ? `library/${parsed.path}`
-        : parsed.path,
+    repository: registryPath(parsed),
     reference: parsed.digest ?? parsed.tag ?? 'latest'
   }
 }
@@ -65,14 +66,9 @@ export function credentialFor(
   auths: Record<string, {auth?: string}>
 ): string | undefined {
   const key = registryKey(host)
-  for (const [name, entry] of Object.entries(auths)) {
-    const named =
-      key === DOCKER_HUB
-        ? registryKey(name) === DOCKER_HUB
-        : registryKey(name) === key
-    if (named && entry.auth) return entry.auth
-  }
-  return undefined
+  return Object.entries(auths).find(
+    ([name, entry]) => registryKey(name) === key && entry.auth
+  )?.[1].auth
 }
 
 function runAuths(): Record<string, {auth?: string}> {

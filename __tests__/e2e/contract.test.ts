@@ -16,9 +16,9 @@ import {
   tagList,
   uniqueRepo,
   writesFor,
+  buildersAfter,
   type Run
 } from './harness.js'
-import {spawnSync} from 'node:child_process'
 
 // The input contract and credential handling, end to end: the bundled
 // action as the runner runs it, then the registries and the runner's files
@@ -347,14 +347,7 @@ describe('nothing left on the runner (C17)', () => {
         {}
       expect(Object.keys(auths)).toEqual([])
     }
-    const builders = spawnSync('docker', ['buildx', 'ls'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        ...stackEnv(),
-        DOCKER_CONFIG: join(run.dir, 'user-docker-config')
-      }
-    }).stdout
+    const builders = buildersAfter(run).stdout
     expect(builders).not.toContain('multiarch-')
     expectNoSecret(run)
   })

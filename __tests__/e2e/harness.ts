@@ -267,6 +267,20 @@ export function docker(...args: string[]): {status: number; stdout: string} {
   return {status: out.status ?? -1, stdout: out.stdout}
 }
 
+// `docker buildx ls` as the run's user sees it: the builders left in the
+// Docker config the run started from.
+export function buildersAfter(run: Run): {status: number; stdout: string} {
+  const out = spawnSync('docker', ['buildx', 'ls'], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      ...stackEnv(),
+      DOCKER_CONFIG: join(run.dir, 'user-docker-config')
+    }
+  })
+  return {status: out.status ?? -1, stdout: out.stdout}
+}
+
 // The kernel's binfmt_misc table, which emulator tests change and restore.
 export const STANDIN = `${REG.base}/test/binfmt-standin:1`
 export const BINFMT = '/proc/sys/fs/binfmt_misc'

@@ -1,4 +1,3 @@
-import {spawnSync} from 'node:child_process'
 import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {
@@ -14,9 +13,9 @@ import {
   manifest,
   passwordEnv,
   runAction,
-  stackEnv,
   tagList,
   uniqueRepo,
+  buildersAfter,
   type Run
 } from './harness.js'
 
@@ -215,14 +214,7 @@ describe('the docker-container driver', () => {
     expect(run.stdout).toMatch(/::error::Builder \(multiarch-1-/)
     expect(commandsOf(run, 'buildx', 'rm')).toEqual([['buildx', 'rm', name]])
     expect(run.post.status).toBe(0)
-    const listed = spawnSync('docker', ['buildx', 'ls'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        ...stackEnv(),
-        DOCKER_CONFIG: join(run.dir, 'user-docker-config')
-      }
-    })
+    const listed = buildersAfter(run)
     expect(listed.status).toBe(0)
     expect(listed.stdout).not.toContain(name)
     expect(docker('ps', '-a', '--format', '{{.Names}}').stdout).not.toContain(

@@ -17,6 +17,7 @@ import {
   stackEnv,
   tagList,
   uniqueRepo,
+  buildersAfter,
   type Run
 } from './harness.js'
 
@@ -322,14 +323,7 @@ describe('builder nodes', () => {
     // Post removed the builder with both nodes.
     expect(run.post.status).toBe(0)
     expect(commandsOf(run, 'buildx', 'rm')).toEqual([['buildx', 'rm', name]])
-    const listed = spawnSync('docker', ['buildx', 'ls'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        ...stack,
-        DOCKER_CONFIG: join(run.dir, 'user-docker-config')
-      }
-    })
+    const listed = buildersAfter(run)
     expect(listed.status).toBe(0)
     expect(listed.stdout).not.toContain(name)
   })
